@@ -1,0 +1,56 @@
+"""
+### Fakturownia invoices → CRM deals
+
+Every 15 minutes, each Fakturownia sales invoice of the configured kinds becomes exactly one deal in the
+CRM, on the right client, with the invoice's number, amount, currency, department and a link back to it.
+
+**Tasks**
+1. `check_setup` validates the Variable `fakturownia_sync_config` and checks both accounts
+   (connections `fakturownia_default`, `sugester_default`) and the state DB (`fakturownia_sync_db`).
+   A wrong token, a wrong account or a bad config key fails here, in one sentence.
+2. `sync_invoices_to_deals` reads invoices changed since the last run (newest first, down to the cursor
+   minus `lookback_minutes`), finds or creates the CRM client, creates or updates the deal. Its return
+   value (XCom) and log hold the run summary.
+
+**Nothing duplicated, nothing lost.** Deals carry `external_ids.fakturownia_invoice_id`; a retry or a
+re-run after a crash finds what an earlier attempt created. An invoice that cannot be handled (no buyer,
+invalid NIP, unmapped department, malformed date, refused by the CRM) is quarantined with its reason in the
+state DB; the run carries on and a later run retries it. Deleting an invoice never deletes its deal.
+
+Config keys: `invoice_kinds`, `department_map`, `no_department`, `deal_amount` (`gross`/`net`),
+`lookback_minutes`, `requests_per_minute`. See the README.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+
+from fakturownia_sync_airflow import tasks
+
+
+@dag(
+    dag_id="fakturownia_invoices_to_deals",
+    schedule="*/15 * * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["fakturownia", "crm", "sync"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+)
+def fakturownia_invoices_to_deals() -> None:
+    @task(retries=0)
+    def check_setup() -> dict:
+        return tasks.check_setup()
+
+    @task(execution_timeout=timedelta(hours=2))
+    def sync_invoices_to_deals() -> dict:
+        return tasks.sync_invoices_to_deals()
+
+    check_setup() >> sync_invoices_to_deals()
+
+
+fakturownia_invoices_to_deals()

@@ -1,0 +1,88 @@
+"""Fakturownia.pl API client (same engine as InvoiceOcean, VosFactures, Bitfactura).
+
+Lists are bare JSON arrays with no total and no Link header: we ask for `per_page=100` (the documented
+maximum) and stop at the first short page. Every list sends `period=all`, because the default period
+silently hides documents older than twelve months.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from include.accounts import ApiAccount
+from include.rate_budget import RateBudget
+from include.transport import ApiTransport, RetryPolicy
+
+PER_PAGE = 100
+
+
+class FakturowniaClient:
+    def __init__(self, transport: ApiTransport) -> None:
+        self.transport = transport
+
+    @classmethod
+    def connect(
+        cls, account: ApiAccount, *, requests_per_minute: int = 0, policy: RetryPolicy | None = None
+    ) -> FakturowniaClient:
+        return cls(ApiTransport(account, policy=policy, budget=RateBudget(requests_per_minute)))
+
+    @property
+    def account(self) -> ApiAccount:
+        return self.transport.account
+
+    def invoice_url(self, invoice_id: int) -> str:
+        """The invoice's page in the Fakturownia app (for a logged-in user; no token in it)."""
+        return f"{self.account.base_url}/invoices/{invoice_id}"
+
+    def iter_pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Yield one page (a list) at a time, so callers stream instead of collecting history in memory."""
+        page = 1
+        while True:
+            items = self.transport.request("GET", path, params={**(params or {}), "page": page, "per_page": PER_PAGE})
+            items = items or []
+            yield items
+            if len(items) < PER_PAGE:
+                return
+            page += 1
+
+    def iter_invoice_pages_by_update(self) -> Iterator[list[dict[str, Any]]]:
+        """Sales invoices, most recently updated first: the incremental sweep's source."""
+        return self.iter_pages("/invoices.json", {"period": "all", "order": "updated_at.desc"})
+
+    def iter_invoice_pages_issued_between(
+        self, date_from: str, date_to: str, kinds: list[str] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Sales invoices issued in [date_from, date_to] (day granularity, both ends inclusive)."""
+        params: dict[str, Any] = {
+            "period": "more",
+            "date_from": date_from,
+            "date_to": date_to,
+            "search_date_type": "issue_date",
+            "order": "id",
+        }
+        if kinds:
+            params["kinds[]"] = list(kinds)
+        return self.iter_pages("/invoices.json", params)
+
+    def get_invoice(self, invoice_id: int) -> dict[str, Any]:
+        return self.transport.request("GET", f"/invoices/{int(invoice_id)}.json")
+
+    def get_client(self, client_id: int) -> dict[str, Any]:
+        return self.transport.request("GET", f"/clients/{int(client_id)}.json")
+
+    def iter_client_pages_by_update(self) -> Iterator[list[dict[str, Any]]]:
+        return self.iter_pages("/clients.json", {"order": "updated_at.desc"})
+
+    def create_client(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("POST", "/clients.json", body={"client": fields})
+
+    def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("PUT", f"/clients/{int(client_id)}.json", body={"client": fields})
+
+    def departments(self) -> list[dict[str, Any]]:
+        return self.transport.request("GET", "/departments.json") or []
+
+    def check_access(self) -> None:
+        """One cheap authenticated read; raises `ApiAuthError`/`ApiUnavailable` when the account is unusable."""
+        self.transport.request("GET", "/invoices.json", params={"period": "all", "per_page": 1, "page": 1})

@@ -1,0 +1,416 @@
+"""Every qualifying Fakturownia invoice becomes exactly one CRM deal: the incremental sweep and its writes.
+
+When the cursor advances
+    Fakturownia has no "changed since" filter, so we read invoices newest-updated first (`period=all`)
+    and stop at the first page that ends before `cursor - lookback`. The cursor moves to the newest
+    `updated_at` handled, capped at the run's start, and only when the run handled everything (no write
+    left unconfirmed). A failed run leaves it where it was, so the next run sees the same invoices again.
+
+How "exactly one deal" survives retries and crashes
+    Before creating a deal we insert a *pending* row for the invoice (unique key on the invoice id) and
+    send the deal with `external_ids.fakturownia_invoice_id`. If the process dies between the CRM's
+    answer and our commit, or the create's answer is lost, the row stays pending. Whoever next meets a
+    pending row scans the CRM's deals once for that external id and links what it finds; only when the
+    CRM has no such deal is it created again. Claims belong to a DAG run, so a retry of the same run takes
+    over its own claims at once; another run waits until a claim is `stale_claim_minutes` old.
+
+What is never done
+    A deleted invoice leaves its deal alone; a deal deleted in the CRM is not recreated (it is reported).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from include.client_fields import crm_client_fields
+from include.client_matching import CrmClientIndex, Evidence
+from include.config import SyncConfig
+from include.deal_mapping import FAKTUROWNIA_INVOICE_KEY, build_deal, payload_hash
+from include.errors import (
+    AmbiguousWriteError,
+    ApiAuthError,
+    ApiNotFound,
+    ApiRejected,
+    ApiUnavailable,
+    RecordError,
+    SyncError,
+)
+from include.fakturownia_client import FakturowniaClient
+from include.records import Invoice, Party, parse_invoice, parse_timestamp
+from include.redaction import redact
+from include.run_summary import RunSummary
+from include.state import DealLink, StateStore
+from include.sugester_client import SugesterClient, external_ids_of
+from include.tax_numbers import check_tax_number, normalise_email
+
+log = logging.getLogger(__name__)
+
+STREAM = "invoices_to_deals"
+RECOVERY_ROUNDS = 5
+CLIENT_CREATE_ATTEMPTS = 3
+
+
+class UnconfirmedWrites(SyncError):
+    """Some creates could not be confirmed either way; the run fails so that a retry settles them."""
+
+
+class InvoicesToDeals:
+    def __init__(
+        self,
+        fakturownia: FakturowniaClient,
+        crm: SugesterClient,
+        store: StateStore,
+        config: SyncConfig,
+        *,
+        owner: str,
+        stale_claim_minutes: int = 15,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.fakturownia = fakturownia
+        self.crm = crm
+        self.store = store
+        self.config = config
+        self.owner = owner
+        self.stale_claim_minutes = stale_claim_minutes
+        self.clock = clock
+        self.summary = RunSummary(stream=STREAM)
+        self._crm_clients: CrmClientIndex | None = None
+        self._deals_by_invoice: dict[int, int] | None = None
+        self._fakturownia_clients: dict[int, dict[str, Any] | None] = {}
+        self._unconfirmed: dict[int, tuple[Invoice, dict[str, Any], str]] = {}
+        self._secrets = (fakturownia.account.token, crm.account.token)
+
+    # The run -------------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started, started_clock = self.clock(), time.monotonic()
+        run_id = self.store.start_run(STREAM, self.owner)
+        summary = self.summary
+        cursor = self.store.get_cursor(STREAM)
+        summary.cursor_before = cursor.isoformat() if cursor else None
+        try:
+            newest, seen = self._sweep(cursor)
+            self._retry_quarantined(seen)
+            self._settle_pending(seen)
+            if summary.deals_unconfirmed or summary.deals_deferred:
+                summary.status = "incomplete"
+            else:
+                if newest is not None:
+                    new_cursor = min(newest, started)
+                    if cursor is None or new_cursor > cursor:
+                        self.store.set_cursor(STREAM, new_cursor)
+                        cursor = new_cursor
+                summary.status = "success"
+        except BaseException as exc:
+            summary.status = "failed"
+            self._finish(run_id, started_clock, cursor, error=redact(str(exc), self._secrets))
+            raise
+        self._finish(run_id, started_clock, cursor)
+        if summary.deals_unconfirmed:
+            raise UnconfirmedWrites(
+                f"{summary.deals_unconfirmed} deal create(s) could not be confirmed after "
+                f"{RECOVERY_ROUNDS} lookups; the cursor was not advanced and the next try will settle them"
+            )
+        return summary.to_dict()
+
+    def _finish(self, run_id: int, started_clock: float, cursor: datetime | None, error: str | None = None) -> None:
+        summary = self.summary
+        summary.cursor_after = cursor.isoformat() if cursor else None
+        summary.duration_seconds = round(time.monotonic() - started_clock, 3)
+        summary.api_calls = {
+            "fakturownia": self.fakturownia.transport.calls,
+            "sugester": self.crm.transport.calls,
+        }
+        summary.api_retries = {
+            "fakturownia": self.fakturownia.transport.retries,
+            "sugester": self.crm.transport.retries,
+        }
+        summary.quarantine_open = self.store.open_quarantine_counts(STREAM)
+        self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
+
+    def _sweep(self, cursor: datetime | None) -> tuple[datetime | None, set[int]]:
+        """Read invoices newest-updated first down to `cursor - lookback`, handling each once."""
+        threshold = cursor - timedelta(minutes=self.config.lookback_minutes) if cursor else None
+        seen: set[int] = set()
+        newest: datetime | None = None
+        for page in self.fakturownia.iter_invoice_pages_by_update():
+            for raw in page:
+                record_id = raw.get("id")
+                if record_id in seen:
+                    continue
+                seen.add(record_id)
+                updated = parse_timestamp(raw.get("updated_at"))
+                if threshold is not None and updated is not None and updated < threshold:
+                    continue
+                self.handle(raw)
+                if updated is not None and (newest is None or updated > newest):
+                    newest = updated
+            last = parse_timestamp(page[-1].get("updated_at")) if page else None
+            if threshold is not None and last is not None and last < threshold:
+                break
+        return newest, seen
+
+    def _retry_quarantined(self, seen: set[int]) -> None:
+        """Give records put aside earlier another go from their stored payload (e.g. after a config fix).
+
+        Records the sweep saw again were already retried with their fresh version.
+        """
+        for entry in self.store.open_quarantine(STREAM):
+            if isinstance(entry.payload, dict) and entry.payload.get("id") not in seen:
+                self.handle(entry.payload)
+
+    # One invoice ---------------------------------------------------------------------------------------
+
+    def handle(self, raw: dict[str, Any]) -> None:
+        """Bring one invoice's deal up to date, or quarantine the invoice with a reason."""
+        summary = self.summary
+        summary.invoices_seen += 1
+        record_id = raw.get("id")
+        try:
+            outcome = self._handle(raw)
+        except RecordError as exc:
+            self._quarantine(record_id, exc.reason, exc.message, raw)
+            return
+        except ApiRejected as exc:
+            self._quarantine(record_id, f"{exc.api.lower()}_rejected", exc.message, raw)
+            return
+        except (ApiAuthError, ApiUnavailable):
+            raise
+        except Exception as exc:
+            log.exception("invoice %s: unexpected error", record_id)
+            self._quarantine(record_id, "unexpected_error", redact(f"{type(exc).__name__}: {exc}", self._secrets), raw)
+            return
+        if outcome and self.store.resolve_quarantine(STREAM, record_id):
+            summary.quarantine_resolved += 1
+
+    def _quarantine(self, record_id: Any, reason: str, message: str, raw: dict[str, Any]) -> None:
+        log.warning("invoice %s quarantined: %s: %s", record_id, reason, message)
+        self.summary.quarantined_by_reason[reason] += 1
+        self.store.quarantine(STREAM, record_id, reason, message, raw, self.config.fingerprint())
+
+    def _handle(self, raw: dict[str, Any]) -> bool:
+        """Returns True once the invoice is fully handled (written, unchanged or deliberately skipped)."""
+        invoice = parse_invoice(raw)
+        summary = self.summary
+        if not invoice.income:
+            summary.skipped_cost += 1
+            return True
+        if invoice.kind not in self.config.invoice_kinds:
+            summary.skipped_by_kind[invoice.kind] += 1
+            return True
+        link = self.store.deal_link(invoice.id)
+        if invoice.cancelled and link is None:
+            summary.skipped_cancelled += 1
+            return True
+        mapped, crm_department_id = self.config.crm_department_for(invoice.department_id)
+        if not mapped:
+            raise RecordError(
+                "unmapped_department",
+                f"invoice {invoice.id} is in Fakturownia department {invoice.department_id}, "
+                "which department_map does not pair with a CRM department",
+            )
+        deal = build_deal(
+            invoice,
+            crm_client_id=self._crm_client_for(invoice),
+            crm_department_id=crm_department_id,
+            amount=self.config.deal_amount,
+            invoice_url=self.fakturownia.invoice_url(invoice.id),
+        )
+        return self._write_deal(invoice, link, deal, payload_hash(deal))
+
+    # Deals ---------------------------------------------------------------------------------------------
+
+    def _write_deal(self, invoice: Invoice, link: DealLink | None, deal: dict[str, Any], digest: str) -> bool:
+        summary = self.summary
+        if link is not None and link.state == "linked":
+            if link.payload_hash == digest:
+                summary.deals_unchanged += 1
+                return True
+            self._update_deal(invoice, link.deal_id, deal, digest)
+            return True
+        if link is None:
+            if not self.store.claim_invoice(invoice.id, self.owner, digest):
+                summary.deals_deferred += 1  # claimed a moment ago by a concurrent run
+                return False
+        else:
+            stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
+            if not self.store.take_over_claim(invoice.id, self.owner, digest, stale_before=stale_before):
+                summary.deals_deferred += 1  # a live run is creating this deal right now
+                return False
+            existing = self._deal_index().get(invoice.id)
+            if existing is not None:
+                self.store.confirm_deal(invoice.id, existing, link.payload_hash, invoice.updated_at)
+                summary.deals_recovered += 1
+                if link.payload_hash != digest:
+                    self._update_deal(invoice, existing, deal, digest)
+                return True
+        return self._create_deal(invoice, deal, digest)
+
+    def _create_deal(self, invoice: Invoice, deal: dict[str, Any], digest: str) -> bool:
+        try:
+            created = self.crm.create_deal(deal)
+        except AmbiguousWriteError as exc:
+            log.warning("invoice %s: %s; will look the deal up before creating it again", invoice.id, exc)
+            self._unconfirmed[invoice.id] = (invoice, deal, digest)
+            return False
+        except ApiRejected:
+            self.store.release_claim(invoice.id)  # the CRM refused it: nothing was created
+            raise
+        deal_id = int(created["id"])
+        self.store.confirm_deal(invoice.id, deal_id, digest, invoice.updated_at)
+        if self._deals_by_invoice is not None:
+            self._deals_by_invoice[invoice.id] = deal_id
+        self._unconfirmed.pop(invoice.id, None)
+        self.summary.deals_created += 1
+        return True
+
+    def _update_deal(self, invoice: Invoice, deal_id: int | None, deal: dict[str, Any], digest: str) -> None:
+        try:
+            self.crm.update_deal(int(deal_id), deal)
+        except ApiNotFound:
+            raise RecordError(
+                "deal_deleted_in_crm",
+                f"deal {deal_id} of invoice {invoice.id} no longer exists in the CRM; it is not recreated",
+            ) from None
+        self.store.record_deal_payload(invoice.id, digest, invoice.updated_at)
+        self.summary.deals_updated += 1
+
+    def _deal_index(self, *, reload: bool = False) -> dict[int, int]:
+        """invoice id → deal id, from one scan of the CRM's deals; only needed to settle pending creates."""
+        if self._deals_by_invoice is None or reload:
+            index: dict[int, int] = {}
+            for deal in self.crm.iter_deals():
+                invoice_id = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
+                if invoice_id and invoice_id.isdigit():
+                    index.setdefault(int(invoice_id), int(deal["id"]))
+            self._deals_by_invoice = index
+        return self._deals_by_invoice
+
+    def _settle_pending(self, seen: set[int]) -> None:
+        """Confirm or redo every create of ours (or a dead run's) whose outcome is not known yet."""
+        for _round in range(RECOVERY_ROUNDS):
+            stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
+            pending = [
+                link
+                for link in self.store.pending_deal_links()
+                if link.claimed_by == self.owner or (link.claimed_at and link.claimed_at < stale_before)
+            ]
+            if not pending:
+                break
+            index = self._deal_index(reload=True)
+            for link in pending:
+                if link.invoice_id in index:
+                    invoice = self._unconfirmed.pop(link.invoice_id, (None, None, None))[0]
+                    updated_at = invoice.updated_at if invoice else None
+                    self.store.confirm_deal(link.invoice_id, index[link.invoice_id], link.payload_hash, updated_at)
+                    self.summary.deals_recovered += 1
+                elif link.invoice_id in self._unconfirmed:
+                    self._create_deal(*self._unconfirmed[link.invoice_id])
+                elif link.invoice_id not in seen:
+                    self._rehandle(link.invoice_id)
+                    seen.add(link.invoice_id)
+                else:
+                    self.store.release_claim(link.invoice_id)  # met this run and not to be created after all
+        self.summary.deals_unconfirmed = len(self._unconfirmed)
+
+    def _rehandle(self, invoice_id: int) -> None:
+        """A pending claim left by a dead run for an invoice this sweep did not meet: fetch it and finish."""
+        try:
+            raw = self.fakturownia.get_invoice(invoice_id)
+        except ApiNotFound:
+            self.store.release_claim(invoice_id)  # the invoice is gone and no deal was created for it
+            return
+        self.handle(raw)
+
+    # Clients -------------------------------------------------------------------------------------------
+
+    def _crm_clients_index(self, *, reload: bool = False) -> CrmClientIndex:
+        """All CRM clients, read once per run and only when an invoice needs a client not linked yet."""
+        if self._crm_clients is None or reload:
+            self._crm_clients = CrmClientIndex(self.crm.iter_clients())
+        return self._crm_clients
+
+    def _fakturownia_client(self, client_id: int) -> dict[str, Any] | None:
+        if client_id not in self._fakturownia_clients:
+            try:
+                self._fakturownia_clients[client_id] = self.fakturownia.get_client(client_id)
+            except ApiNotFound:
+                self._fakturownia_clients[client_id] = None
+        return self._fakturownia_clients[client_id]
+
+    def _crm_client_for(self, invoice: Invoice) -> int:
+        """The CRM client the invoice's deal belongs to: linked, matched, or created now."""
+        fakturownia_id = invoice.client_id
+        if fakturownia_id is not None:
+            link = self.store.client_link(fakturownia_id)
+            if link is not None:
+                return link.crm_client_id
+            raw_client = self._fakturownia_client(fakturownia_id)
+            party = Party.from_client(raw_client) if raw_client else invoice.buyer
+            if raw_client is None:
+                fakturownia_id = None  # the client card is gone: match by the buyer block alone
+        else:
+            party = invoice.buyer
+        if party.is_empty:
+            raise RecordError("no_client", f"invoice {invoice.id} has no client and no buyer data")
+        tax = check_tax_number(party.tax_no)
+        if tax.present and not tax.valid:
+            raise RecordError("invalid_nip", f"invoice {invoice.id}: buyer NIP {party.tax_no!r} is not a valid NIP")
+        email = normalise_email(party.email)
+        if fakturownia_id is None and tax.key is None and email is None:
+            raise RecordError(
+                "no_client",
+                f"invoice {invoice.id} has no client card and its buyer has neither a NIP nor an e-mail; "
+                "a CRM client is not created from a name alone",
+            )
+        hint = int(party.external_id) if party.external_id.isdigit() else None
+        evidence = Evidence(fakturownia_id, hint, tax.key, email)
+        crm_id = self._match_or_create(invoice, party, evidence)
+        return crm_id
+
+    def _match_or_create(self, invoice: Invoice, party: Party, evidence: Evidence) -> int:
+        for _attempt in range(CLIENT_CREATE_ATTEMPTS):
+            match = self._crm_clients_index().match(evidence)
+            if match.ambiguous:
+                raise RecordError(
+                    "ambiguous_client",
+                    f"invoice {invoice.id}: {match.evidence} matches CRM clients {list(match.candidates)}",
+                )
+            if match.crm_client_id is not None:
+                self._link(invoice, evidence, match.crm_client_id, match.evidence)
+                return match.crm_client_id
+            _mapped, crm_department_id = self.config.crm_department_for(party.department_id)
+            fields = crm_client_fields(
+                party, fakturownia_client_id=evidence.fakturownia_client_id, crm_department_id=crm_department_id
+            )
+            try:
+                created = self.crm.create_client(fields)
+            except AmbiguousWriteError as exc:
+                log.warning("invoice %s: %s; re-reading CRM clients before creating again", invoice.id, exc)
+                self._crm_clients_index(reload=True)
+                continue
+            self._crm_clients_index().add(created)
+            self._link(invoice, evidence, int(created["id"]), "created")
+            self.summary.clients_created += 1
+            return int(created["id"])
+        raise ApiUnavailable(
+            self.crm.account.api,
+            f"could not confirm the CRM client for invoice {invoice.id} after {CLIENT_CREATE_ATTEMPTS} attempts",
+        )
+
+    def _link(self, invoice: Invoice, evidence: Evidence, crm_id: int, how: str) -> None:
+        if evidence.fakturownia_client_id is None:
+            return  # a buyer without a client card: matched again by NIP/e-mail next time
+        if self.store.crm_client_is_linked(crm_id):
+            raise RecordError(
+                "ambiguous_client",
+                f"invoice {invoice.id}: Fakturownia client {evidence.fakturownia_client_id} matches CRM client "
+                f"{crm_id} by {how}, but that CRM client is already linked to another Fakturownia client",
+            )
+        self.store.link_clients(evidence.fakturownia_client_id, crm_id, how)
+        if how != "created":
+            self.summary.clients_linked += 1

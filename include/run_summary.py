@@ -1,0 +1,58 @@
+"""What a run did, counted: returned by the task (XCom), logged, stored with the run, printed by the demo."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunSummary:
+    stream: str
+    status: str = "running"
+    invoices_seen: int = 0
+    deals_created: int = 0
+    deals_updated: int = 0
+    deals_unchanged: int = 0
+    deals_recovered: int = 0
+    deals_deferred: int = 0
+    deals_unconfirmed: int = 0
+    clients_linked: int = 0
+    clients_created: int = 0
+    skipped_cost: int = 0
+    skipped_cancelled: int = 0
+    skipped_by_kind: Counter = field(default_factory=Counter)
+    quarantined_by_reason: Counter = field(default_factory=Counter)
+    quarantine_resolved: int = 0
+    quarantine_open: dict[str, int] = field(default_factory=dict)
+    api_calls: dict[str, int] = field(default_factory=dict)
+    api_retries: dict[str, int] = field(default_factory=dict)
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    duration_seconds: float = 0.0
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (an XCom value and a state-DB column)."""
+        data = dict(self.__dict__)
+        data["skipped_by_kind"] = dict(sorted(self.skipped_by_kind.items()))
+        data["quarantined_by_reason"] = dict(sorted(self.quarantined_by_reason.items()))
+        return data
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """A two-column text table of a summary dict, for task logs and the demo."""
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        if isinstance(value, float):
+            return f"{value:.1f}"
+        return "-" if value is None else str(value)
+
+    rows = [(key.replace("_", " "), fmt(value)) for key, value in summary.items()]
+    width = max(len(key) for key, _ in rows)
+    line = "+" + "-" * (width + 2) + "+" + "-" * 62 + "+"
+    body = [f"| {key.ljust(width)} | {value[:60].ljust(60)} |" for key, value in rows]
+    return "\n".join([line, *body, line])

@@ -1,0 +1,112 @@
+"""Table definitions of the state DB. Every change here needs a new migration in `migrations/versions/`.
+
+Unique keys carry the "exactly one" promises: one deal per invoice (`invoice_deals.invoice_id`), one CRM
+deal linked once (`invoice_deals.deal_id`), one-to-one client links, one open quarantine entry per record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (no time zones) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state DB; pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stream", String(64), nullable=False, index=True),
+    Column("owner", String(250), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("summary", Json),
+    Column("error", Text),
+)
+
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("stream", String(64), primary_key=True),
+    Column("value", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+invoice_deals = Table(
+    "invoice_deals",
+    metadata,
+    Column("invoice_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("deal_id", BigInteger, unique=True),
+    Column("state", String(16), nullable=False),  # pending (create in flight or unconfirmed) | linked
+    Column("payload_hash", String(64)),
+    Column("invoice_updated_at", UtcDateTime),
+    Column("claimed_by", String(250)),
+    Column("claimed_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+client_links = Table(
+    "client_links",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fakturownia_client_id", BigInteger, nullable=False, unique=True),
+    Column("crm_client_id", BigInteger, nullable=False, unique=True),
+    Column("evidence", String(32), nullable=False),
+    Column("snapshot", Json),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stream", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", Json),
+    Column("config_fingerprint", String(32)),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    UniqueConstraint("stream", "record_id", name="uq_quarantine_stream_record"),
+)

@@ -1,0 +1,93 @@
+"""Sugester CRM API client (v1, `https://PREFIX.sugester.pl/app/...`).
+
+Sugester does not document pagination. We send `page`/`per_page=100` like its sister product and stop at
+an empty page or at a page that brings no new ids, so the scan ends correctly whether the server honours
+`per_page`, caps it lower, or ignores `page` altogether (at the cost of one extra request per scan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from include.accounts import ApiAccount
+from include.rate_budget import RateBudget
+from include.transport import ApiTransport, RetryPolicy
+
+PER_PAGE = 100
+
+
+def external_ids_of(record: dict[str, Any]) -> dict[str, str]:
+    """A record's `external_ids` as {app_code: value}, whatever shape the server returned it in."""
+    raw = record.get("external_ids")
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items() if v not in (None, "")}
+    if isinstance(raw, list):
+        pairs = {}
+        for item in raw:
+            if isinstance(item, dict):
+                key = item.get("app_code") or item.get("name") or item.get("key")
+                value = item.get("external_id") or item.get("value")
+                if key and value not in (None, ""):
+                    pairs[str(key)] = str(value)
+        return pairs
+    return {}
+
+
+class SugesterClient:
+    def __init__(self, transport: ApiTransport) -> None:
+        self.transport = transport
+
+    @classmethod
+    def connect(
+        cls, account: ApiAccount, *, requests_per_minute: int = 0, policy: RetryPolicy | None = None
+    ) -> SugesterClient:
+        return cls(ApiTransport(account, policy=policy, budget=RateBudget(requests_per_minute)))
+
+    @property
+    def account(self) -> ApiAccount:
+        return self.transport.account
+
+    def iter_all(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        seen: set[int] = set()
+        page = 1
+        while True:
+            items = self.transport.request("GET", path, params={**(params or {}), "page": page, "per_page": PER_PAGE})
+            fresh = [item for item in items or [] if item.get("id") not in seen]
+            if not fresh:
+                return
+            for item in fresh:
+                seen.add(item.get("id"))
+                yield item
+            page += 1
+
+    def iter_clients(self) -> Iterator[dict[str, Any]]:
+        return self.iter_all("/app/clients.json")
+
+    def get_client(self, client_id: int) -> dict[str, Any]:
+        return self.transport.request("GET", f"/app/clients/{int(client_id)}.json")
+
+    def create_client(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("POST", "/app/clients.json", body={"client": fields})
+
+    def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("PUT", f"/app/clients/{int(client_id)}.json", body={"client": fields})
+
+    def iter_deals(self) -> Iterator[dict[str, Any]]:
+        return self.iter_all("/app/deals.json")
+
+    def get_deal(self, deal_id: int) -> dict[str, Any]:
+        return self.transport.request("GET", f"/app/deals/{int(deal_id)}.json")
+
+    def create_deal(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("POST", "/app/deals.json", body={"deal": fields})
+
+    def update_deal(self, deal_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("PUT", f"/app/deals/{int(deal_id)}.json", body={"deal": fields})
+
+    def departments(self) -> list[dict[str, Any]]:
+        return self.transport.request("GET", "/app/departments.json") or []
+
+    def check_access(self) -> None:
+        """One cheap authenticated read; raises `ApiAuthError`/`ApiUnavailable` when the account is unusable."""
+        self.transport.request("GET", "/app/clients.json", params={"page": 1, "per_page": 1})

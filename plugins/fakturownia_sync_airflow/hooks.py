@@ -1,0 +1,92 @@
+"""Hooks: Airflow connections → engine clients. Small on purpose, like the HTTP provider's `HttpHook`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.sdk.log import mask_secret
+
+from include.accounts import FAKTUROWNIA, SUGESTER, ApiAccount, resolve_account
+from include.fakturownia_client import FakturowniaClient
+from include.state import StateStore, default_state_url
+from include.sugester_client import SugesterClient
+from include.transport import RetryPolicy
+
+
+class _ApiHook(BaseHook):
+    """Reads `password` (the API token) and `host` (account prefix or base URL) from a connection.
+
+    The connection type does not matter; `http` connections from `AIRFLOW_CONN_*` JSON work.
+    """
+
+    conn_type = "http"
+    api = ""
+
+    def __init__(self, conn_id: str | None = None, *, requests_per_minute: int = 0) -> None:
+        super().__init__()
+        self.conn_id = conn_id or self.default_conn_name
+        self.requests_per_minute = requests_per_minute
+
+    def account(self) -> ApiAccount:
+        conn = self.get_connection(self.conn_id)
+        if conn.password:
+            mask_secret(conn.password)
+        return resolve_account(
+            self.api,
+            token=conn.password,
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
+            conn_id=self.conn_id,
+        )
+
+
+class FakturowniaHook(_ApiHook):
+    conn_name_attr = "fakturownia_conn_id"
+    default_conn_name = "fakturownia_default"
+    hook_name = "Fakturownia.pl"
+    api = FAKTUROWNIA
+
+    def get_conn(self, policy: RetryPolicy | None = None) -> FakturowniaClient:
+        return FakturowniaClient.connect(self.account(), requests_per_minute=self.requests_per_minute, policy=policy)
+
+
+class SugesterHook(_ApiHook):
+    conn_name_attr = "sugester_conn_id"
+    default_conn_name = "sugester_default"
+    hook_name = "Sugester CRM"
+    api = SUGESTER
+
+    def get_conn(self, policy: RetryPolicy | None = None) -> SugesterClient:
+        return SugesterClient.connect(self.account(), requests_per_minute=self.requests_per_minute, policy=policy)
+
+
+class SyncStateHook(BaseHook):
+    """The state DB: an SQLAlchemy URL in the connection's `extra.url` or URI; absent → SQLite in AIRFLOW_HOME."""
+
+    conn_name_attr = "state_conn_id"
+    default_conn_name = "fakturownia_sync_db"
+    conn_type = "generic"
+    hook_name = "Fakturownia sync state DB"
+
+    def __init__(self, conn_id: str | None = None) -> None:
+        super().__init__()
+        self.conn_id = conn_id or self.default_conn_name
+
+    def url(self) -> str:
+        try:
+            conn = self.get_connection(self.conn_id)
+        except AirflowNotFoundException:
+            return default_state_url()
+        if conn.password:
+            mask_secret(conn.password)
+        extra: dict[str, Any] = conn.extra_dejson or {}
+        url = extra.get("url") or conn.get_uri()
+        if url.startswith(("postgres://", "postgresql://")):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    def get_conn(self) -> StateStore:
+        return StateStore.open(self.url())

@@ -1,0 +1,89 @@
+"""Task bodies shared by the DAGs: read the config and connections, run the engine, report.
+
+Failures that a retry cannot fix (a bad config, a rejected token, an account that cannot be reached) end
+the task at once with one sentence that names the Variable key or the account, never the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import Variable, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
+from include.config import VARIABLE_NAME, SyncConfig, load_config
+from include.errors import ApiAuthError, ApiError, ConfigError
+from include.invoices_to_deals import InvoicesToDeals
+from include.run_summary import render_summary
+from include.transport import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+# The set-up check gives an unreachable account about half a minute, not the sync's several minutes.
+SETUP_CHECK_POLICY = RetryPolicy(max_attempts=4, backoff_initial=1.0, backoff_max=10.0, read_timeout=30.0)
+
+
+def load_sync_config() -> SyncConfig:
+    try:
+        return load_config(Variable.get(VARIABLE_NAME, default=None))
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
+def _check_account(hook: FakturowniaHook | SugesterHook) -> str:
+    try:
+        client = hook.get_conn(policy=SETUP_CHECK_POLICY)
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
+    account = client.account
+    try:
+        client.check_access()
+    except ApiAuthError as exc:
+        raise AirflowFailException(
+            f"{account.api} rejected the API token for account '{account.name}' ({account.base_url}) with "
+            f"HTTP {exc.status} ({exc.message}); check the password of connection '{hook.conn_id}'."
+        ) from None
+    except ApiError as exc:
+        raise AirflowFailException(
+            f"Could not use {account.api} account '{account.name}' at {account.base_url} ({exc.message}); "
+            f"check the host of connection '{hook.conn_id}'."
+        ) from None
+    return account.name
+
+
+def check_setup() -> dict[str, Any]:
+    """First task of every sync DAG: config valid, both accounts answer to their tokens, state DB migrated."""
+    config = load_sync_config()
+    fakturownia = _check_account(FakturowniaHook())
+    crm = _check_account(SugesterHook())
+    SyncStateHook().get_conn().close()
+    log.info("Configuration valid; Fakturownia account '%s', CRM account '%s'.", fakturownia, crm)
+    return {
+        "fakturownia_account": fakturownia,
+        "crm_account": crm,
+        "config_fingerprint": config.fingerprint(),
+        "invoice_kinds": config.invoice_kinds,
+    }
+
+
+def _owner() -> str:
+    """Claims on records belong to the DAG run, so a retry of the same run takes over its own claims."""
+    context = get_current_context()
+    return f"{context['dag'].dag_id}/{context['run_id']}"
+
+
+def sync_invoices_to_deals() -> dict[str, Any]:
+    config = load_sync_config()
+    fakturownia = FakturowniaHook(requests_per_minute=config.requests_per_minute.fakturownia).get_conn()
+    crm = SugesterHook(requests_per_minute=config.requests_per_minute.sugester).get_conn()
+    store = SyncStateHook().get_conn()
+    try:
+        summary = InvoicesToDeals(fakturownia, crm, store, config, owner=_owner()).run()
+    except ApiAuthError as exc:
+        raise AirflowFailException(f"{exc.api} rejected the API token during the sync: {exc.message}") from None
+    finally:
+        store.close()
+    log.info("Invoices → deals summary:\n%s", render_summary(summary))
+    return summary

@@ -1,0 +1,111 @@
+"""The state store on SQLite and PostgreSQL: migrations, unique keys, cursors, quarantine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from include.state import StateStore
+from include.state.schema import metadata
+from include.state.store import VERSION_TABLE
+
+
+def test_migrations_build_exactly_the_declared_schema(store: StateStore) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == []
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0001"
+
+
+def test_opening_twice_is_harmless(state_url: str) -> None:
+    StateStore.open(state_url).close()
+    again = StateStore.open(state_url)
+    assert again.count_deal_links() == 0
+    again.close()
+
+
+def test_one_claim_per_invoice(store: StateStore) -> None:
+    assert store.claim_invoice(7, "dag/run1", "h1") is True
+    assert store.claim_invoice(7, "dag/run2", "h2") is False
+    [pending] = store.pending_deal_links()
+    assert (pending.invoice_id, pending.claimed_by, pending.payload_hash) == (7, "dag/run1", "h1")
+
+
+def test_claims_are_taken_over_by_the_same_run_or_when_stale(store: StateStore) -> None:
+    store.claim_invoice(1, "dag/a", "h")
+    now = datetime.now(UTC)
+    assert store.take_over_claim(1, "dag/b", "h", stale_before=now - timedelta(minutes=15)) is False
+    assert store.take_over_claim(1, "dag/a", "h2", stale_before=now - timedelta(minutes=15)) is True
+    assert store.take_over_claim(1, "dag/b", "h3", stale_before=now + timedelta(seconds=1)) is True
+    assert store.deal_link(1).claimed_by == "dag/b"
+
+
+def test_confirmed_link_and_unique_deal(store: StateStore) -> None:
+    store.claim_invoice(1, "o", "h")
+    updated = datetime(2026, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    store.confirm_deal(1, 500, "h", updated)
+    link = store.deal_link(1)
+    assert (link.state, link.deal_id, link.claimed_by) == ("linked", 500, None)
+    assert link.invoice_updated_at == updated and link.invoice_updated_at.tzinfo is not None
+    store.claim_invoice(2, "o", "h")
+    try:
+        store.confirm_deal(2, 500, "h", None)
+    except sa.exc.IntegrityError:
+        pass
+    else:
+        raise AssertionError("one CRM deal was linked to two invoices")
+
+
+def test_release_claim_only_removes_pending_rows(store: StateStore) -> None:
+    store.claim_invoice(1, "o", "h")
+    store.confirm_deal(1, 10, "h", None)
+    store.claim_invoice(2, "o", "h")
+    store.release_claim(1)
+    store.release_claim(2)
+    assert store.deal_link(1) is not None and store.deal_link(2) is None
+
+
+def test_cursor_round_trip_keeps_the_instant(store: StateStore) -> None:
+    assert store.get_cursor("s") is None
+    warsaw = datetime(2026, 7, 1, 12, 0, 0, 123000, tzinfo=timezone(timedelta(hours=2)))
+    store.set_cursor("s", warsaw)
+    assert store.get_cursor("s") == warsaw
+    store.set_cursor("s", warsaw + timedelta(hours=1))
+    assert store.get_cursor("s") == warsaw + timedelta(hours=1)
+
+
+def test_client_links_are_one_to_one(store: StateStore) -> None:
+    store.link_clients(1, 100, "nip")
+    assert store.client_link(1).crm_client_id == 100
+    assert store.crm_client_is_linked(100) and not store.crm_client_is_linked(101)
+    for fakturownia_id, crm_id in ((1, 101), (2, 100)):
+        try:
+            store.link_clients(fakturownia_id, crm_id, "email")
+        except sa.exc.IntegrityError:
+            continue
+        raise AssertionError(f"link {fakturownia_id}->{crm_id} broke the one-to-one rule")
+
+
+def test_quarantine_counts_attempts_and_resolves(store: StateStore) -> None:
+    payload = {"id": 9, "issue_date": "2025-13-45"}
+    store.quarantine("inv", 9, "malformed_date", "bad date", payload, "f1")
+    store.quarantine("inv", 9, "malformed_date", "bad date", payload, "f1")
+    store.quarantine("inv", 10, "invalid_nip", "bad nip", {"id": 10}, "f1")
+    [first, _] = store.open_quarantine("inv")
+    assert (first.attempts, first.payload, first.reason) == (2, payload, "malformed_date")
+    assert store.open_quarantine_counts("inv") == {"malformed_date": 1, "invalid_nip": 1}
+    assert store.resolve_quarantine("inv", 9) is True
+    assert store.resolve_quarantine("inv", 9) is False
+    assert store.open_quarantine_counts("inv") == {"invalid_nip": 1}
+    store.quarantine("inv", 9, "malformed_date", "again", payload, "f2")
+    assert store.open_quarantine_counts("inv") == {"invalid_nip": 1, "malformed_date": 1}
+
+
+def test_runs_record_status_and_summary(store: StateStore) -> None:
+    run_id = store.start_run("inv", "dag/run")
+    store.finish_run(run_id, "success", {"deals_created": 3})
+    last = store.last_run("inv")
+    assert (last["status"], last["summary"], last["owner"]) == ("success", {"deals_created": 3}, "dag/run")

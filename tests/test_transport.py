@@ -1,0 +1,158 @@
+"""The HTTP discipline, with HTTP faked at the transport (requests-mock) and sleeps recorded, not slept."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+
+from include.accounts import FAKTUROWNIA, SUGESTER, ApiAccount
+from include.errors import AmbiguousWriteError, ApiAuthError, ApiNotFound, ApiRejected, ApiUnavailable
+from include.fakturownia_client import FakturowniaClient
+from include.sugester_client import SugesterClient
+from include.transport import ApiTransport, RetryPolicy, parse_retry_after
+
+TOKEN = "s3cr3tT0ken/acme"
+BASE = "https://acme.fakturownia.pl"
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def transport(sleeps: list[float]) -> ApiTransport:
+    account = ApiAccount(FAKTUROWNIA, BASE, "acme", TOKEN)
+    return ApiTransport(account, policy=RetryPolicy(max_attempts=4), sleep=sleeps.append)
+
+
+def assert_no_token(text: str) -> None:
+    assert "s3cr3tT0ken" not in text
+    assert "s3cr3tT0ken%2Facme" not in text
+
+
+def test_get_sends_token_in_query_and_post_in_body(transport: ApiTransport, requests_mock) -> None:
+    requests_mock.get(f"{BASE}/invoices.json", json=[])
+    requests_mock.post(f"{BASE}/clients.json", status_code=201, json={"id": 5})
+    transport.request("GET", "/invoices.json", params={"period": "all"})
+    assert requests_mock.last_request.qs["api_token"] == [TOKEN.lower()]  # requests-mock lower-cases qs
+    assert requests_mock.last_request.qs["period"] == ["all"]
+    transport.request("POST", "/clients.json", body={"client": {"name": "X"}})
+    assert requests_mock.last_request.json() == {"api_token": TOKEN, "client": {"name": "X"}}
+    assert "api_token" not in requests_mock.last_request.qs
+    assert requests_mock.last_request.timeout == (10.0, 60.0)
+
+
+def test_429_waits_as_retry_after_says(transport: ApiTransport, requests_mock, sleeps: list[float]) -> None:
+    requests_mock.get(
+        f"{BASE}/invoices.json",
+        [{"status_code": 429, "headers": {"Retry-After": "7"}, "json": {"code": "error"}}, {"json": [{"id": 1}]}],
+    )
+    assert transport.request("GET", "/invoices.json") == [{"id": 1}]
+    assert sleeps == [7.0]
+    assert transport.calls == 2 and transport.retries == 1
+
+
+def test_5xx_on_get_is_retried_with_backoff(transport: ApiTransport, requests_mock, sleeps: list[float]) -> None:
+    requests_mock.get(f"{BASE}/x.json", [{"status_code": 503, "text": "<html>"}, {"status_code": 500}, {"json": {}}])
+    assert transport.request("GET", "/x.json") == {}
+    assert len(sleeps) == 2 and all(0 < s <= 30 for s in sleeps)
+
+
+def test_5xx_on_create_is_ambiguous_and_not_retried(transport: ApiTransport, requests_mock) -> None:
+    requests_mock.post(f"{BASE}/clients.json", status_code=502)
+    with pytest.raises(AmbiguousWriteError):
+        transport.request("POST", "/clients.json", body={"client": {}})
+    assert requests_mock.call_count == 1
+
+
+def test_dropped_connection_on_create_is_ambiguous(transport: ApiTransport, requests_mock) -> None:
+    requests_mock.post(f"{BASE}/clients.json", exc=requests.exceptions.ChunkedEncodingError("cut"))
+    with pytest.raises(AmbiguousWriteError):
+        transport.request("POST", "/clients.json", body={"client": {}})
+    assert requests_mock.call_count == 1
+
+
+def test_connect_timeout_on_create_is_retried(transport: ApiTransport, requests_mock) -> None:
+    requests_mock.post(
+        f"{BASE}/clients.json", [{"exc": requests.exceptions.ConnectTimeout}, {"status_code": 201, "json": {"id": 3}}]
+    )
+    assert transport.request("POST", "/clients.json", body={"client": {}}) == {"id": 3}
+
+
+def test_retries_are_bounded_and_the_error_carries_no_token(transport: ApiTransport, requests_mock) -> None:
+    leak = requests.exceptions.ConnectionError(f"Max retries exceeded with url: /invoices.json?api_token={TOKEN}")
+    requests_mock.get(f"{BASE}/invoices.json", exc=leak)
+    with pytest.raises(ApiUnavailable) as info:
+        transport.request("GET", "/invoices.json")
+    assert requests_mock.call_count == 4
+    assert_no_token(str(info.value))
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (401, {"code": "error", "message": "You must be logged in to gain access to the site"}, ApiAuthError),
+        (403, {"code": "error", "message": "Forbidden"}, ApiAuthError),
+        (404, {"code": "error", "message": "Not found"}, ApiNotFound),
+        (422, {"code": "error", "message": {"buyer_name": ["- nie może być puste"]}}, ApiRejected),
+    ],
+)
+def test_4xx_raise_typed_errors_with_the_api_message(transport: ApiTransport, requests_mock, status, body, error):
+    requests_mock.get(f"{BASE}/invoices/1.json", status_code=status, json=body)
+    with pytest.raises(error) as info:
+        transport.request("GET", "/invoices/1.json")
+    assert info.value.status == status
+    assert requests_mock.call_count == 1
+    assert_no_token(str(info.value))
+    if status == 422:
+        assert info.value.message == "buyer_name: - nie może być puste"
+
+
+def test_error_body_in_200_is_an_error(transport: ApiTransport, requests_mock) -> None:
+    body = {"message": "Faktura nie może zostać wysłana - brak numeru KSeF", "status": "error"}
+    requests_mock.post(f"{BASE}/invoices/1/send_by_email.json", json=body)
+    with pytest.raises(ApiRejected, match="brak numeru KSeF"):
+        transport.request("POST", "/invoices/1/send_by_email.json")
+    requests_mock.get(f"{BASE}/invoices.json", [{"json": {"code": "error", "message": "x"}}, {"json": []}])
+    assert transport.request("GET", "/invoices.json") == []
+
+
+def test_urls_logged_by_urllib3_are_redacted(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("urllib3.connectionpool").debug('%s "GET /a.json?api_token=%s HTTP/1.1" 200', BASE, TOKEN)
+    assert "api_token=***" in caplog.text
+    assert_no_token(caplog.text)
+
+
+def test_retry_after_http_date() -> None:
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=lambda: 1445412480.0) == 10.0
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after(None) is None
+
+
+def test_fakturownia_lists_stop_on_a_short_page(requests_mock) -> None:
+    client = FakturowniaClient.connect(ApiAccount(FAKTUROWNIA, BASE, "acme", TOKEN))
+    pages = [[{"id": i} for i in range(100)], [{"id": i} for i in range(100, 130)]]
+    requests_mock.get(f"{BASE}/invoices.json", [{"json": page} for page in pages])
+    got = list(client.iter_invoice_pages_by_update())
+    assert [len(page) for page in got] == [100, 30]
+    query = requests_mock.request_history[0].qs
+    assert query["period"] == ["all"] and query["order"] == ["updated_at.desc"] and query["per_page"] == ["100"]
+
+
+def test_sugester_lists_end_whether_or_not_the_server_honours_paging(requests_mock) -> None:
+    base = "https://acme.sugester.pl"
+    client = SugesterClient.connect(ApiAccount(SUGESTER, base, "acme", TOKEN))
+    # A server that caps per_page at 25 and pages correctly:
+    requests_mock.get(
+        f"{base}/app/clients.json",
+        [{"json": [{"id": i} for i in range(k, k + 25)]} for k in (0, 25)] + [{"json": []}],
+    )
+    assert len(list(client.iter_clients())) == 50
+    # A server that ignores `page` and always answers the same list:
+    requests_mock.get(f"{base}/app/deals.json", json=[{"id": 1}, {"id": 2}])
+    assert [d["id"] for d in client.iter_deals()] == [1, 2]
