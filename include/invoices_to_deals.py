@@ -54,6 +54,10 @@ RECOVERY_ROUNDS = 5
 CLIENT_CREATE_ATTEMPTS = 3
 
 
+class RecordDeferred(SyncError):
+    """Another live run is writing this record right now; it is left for a later run, not quarantined."""
+
+
 class UnconfirmedWrites(SyncError):
     """Some creates could not be confirmed either way; the run fails so that a retry settles them."""
 
@@ -133,26 +137,27 @@ class InvoicesToDeals:
         self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 
     def _sweep(self, cursor: datetime | None) -> tuple[datetime | None, set[int]]:
-        """Read invoices newest-updated first down to `cursor - lookback`, handling each once."""
+        """Read invoices newest-updated first down to `cursor - lookback`; handle each once; return the
+        newest `updated_at` handled and the ids handled."""
         threshold = cursor - timedelta(minutes=self.config.lookback_minutes) if cursor else None
-        seen: set[int] = set()
+        handled: set[int] = set()
         newest: datetime | None = None
         for page in self.fakturownia.iter_invoice_pages_by_update():
             for raw in page:
                 record_id = raw.get("id")
-                if record_id in seen:
-                    continue
-                seen.add(record_id)
+                if record_id in handled:
+                    continue  # offset paging over a moving list can repeat an item
                 updated = parse_timestamp(raw.get("updated_at"))
                 if threshold is not None and updated is not None and updated < threshold:
                     continue
+                handled.add(record_id)
                 self.handle(raw)
                 if updated is not None and (newest is None or updated > newest):
                     newest = updated
             last = parse_timestamp(page[-1].get("updated_at")) if page else None
             if threshold is not None and last is not None and last < threshold:
                 break
-        return newest, seen
+        return newest, handled
 
     def _retry_quarantined(self, seen: set[int]) -> None:
         """Give records put aside earlier another go from their stored payload (e.g. after a config fix).
@@ -172,6 +177,10 @@ class InvoicesToDeals:
         record_id = raw.get("id")
         try:
             outcome = self._handle(raw)
+        except RecordDeferred as exc:
+            log.info("%s; left for a later run", exc)
+            summary.deals_deferred += 1
+            return
         except RecordError as exc:
             self._quarantine(record_id, exc.reason, exc.message, raw)
             return
@@ -233,21 +242,21 @@ class InvoicesToDeals:
             self._update_deal(invoice, link.deal_id, deal, digest)
             return True
         if link is None:
-            if not self.store.claim_invoice(invoice.id, self.owner, digest):
-                summary.deals_deferred += 1  # claimed a moment ago by a concurrent run
-                return False
-        else:
-            stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
-            if not self.store.take_over_claim(invoice.id, self.owner, digest, stale_before=stale_before):
-                summary.deals_deferred += 1  # a live run is creating this deal right now
-                return False
-            existing = self._deal_index().get(invoice.id)
-            if existing is not None:
-                self.store.confirm_deal(invoice.id, existing, link.payload_hash, invoice.updated_at)
-                summary.deals_recovered += 1
-                if link.payload_hash != digest:
-                    self._update_deal(invoice, existing, deal, digest)
-                return True
+            if self.store.claim_invoice(invoice.id, self.owner, digest):
+                return self._create_deal(invoice, deal, digest)
+            link = self.store.deal_link(invoice.id)  # a concurrent run got there first
+            if link is None or link.state == "linked":
+                return self._write_deal(invoice, link, deal, digest)
+        stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
+        if not self.store.take_over_claim(invoice.id, self.owner, digest, stale_before=stale_before):
+            raise RecordDeferred(f"invoice {invoice.id}: run {link.claimed_by} is creating its deal right now")
+        existing = self._deal_index().get(invoice.id)
+        if existing is not None:
+            self.store.confirm_deal(invoice.id, existing, link.payload_hash, invoice.updated_at)
+            self.summary.deals_recovered += 1
+            if link.payload_hash != digest:
+                self._update_deal(invoice, existing, deal, digest)
+            return True
         return self._create_deal(invoice, deal, digest)
 
     def _create_deal(self, invoice: Invoice, deal: dict[str, Any], digest: str) -> bool:
@@ -372,45 +381,84 @@ class InvoicesToDeals:
         crm_id = self._match_or_create(invoice, party, evidence)
         return crm_id
 
-    def _match_or_create(self, invoice: Invoice, party: Party, evidence: Evidence) -> int:
-        for _attempt in range(CLIENT_CREATE_ATTEMPTS):
-            match = self._crm_clients_index().match(evidence)
-            if match.ambiguous:
-                raise RecordError(
-                    "ambiguous_client",
-                    f"invoice {invoice.id}: {match.evidence} matches CRM clients {list(match.candidates)}",
-                )
-            if match.crm_client_id is not None:
-                self._link(invoice, evidence, match.crm_client_id, match.evidence)
-                return match.crm_client_id
-            _mapped, crm_department_id = self.config.crm_department_for(party.department_id)
-            fields = crm_client_fields(
-                party, fakturownia_client_id=evidence.fakturownia_client_id, crm_department_id=crm_department_id
+    def _match(self, invoice: Invoice, evidence: Evidence, *, reload: bool = False) -> tuple[int | None, str]:
+        match = self._crm_clients_index(reload=reload).match(evidence)
+        if match.ambiguous:
+            raise RecordError(
+                "ambiguous_client",
+                f"invoice {invoice.id}: {match.evidence} matches CRM clients {list(match.candidates)}",
             )
+        return match.crm_client_id, match.evidence
+
+    def _match_or_create(self, invoice: Invoice, party: Party, evidence: Evidence) -> int:
+        """Link a matching CRM client, or create one under a claim so that no two attempts both create it."""
+        crm_id, how = self._match(invoice, evidence)
+        if crm_id is not None:
+            self._link(invoice, evidence, crm_id, how)
+            return crm_id
+        key = claim_key(evidence)
+        if not self.store.claim_crm_client(key, self.owner):
+            claimed_id, claimed_by, _at = self.store.crm_client_claim(key) or (None, "", None)
+            if claimed_id is not None:  # created by an earlier or a concurrent run
+                self._link(invoice, evidence, claimed_id, "created")
+                return claimed_id
+            stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
+            if not self.store.take_over_crm_client_claim(key, self.owner, stale_before=stale_before):
+                raise RecordDeferred(f"invoice {invoice.id}: run {claimed_by} is creating its CRM client right now")
+            crm_id, how = self._match(invoice, evidence, reload=True)  # did the earlier attempt get through?
+            if crm_id is not None:
+                self.store.confirm_crm_client(key, crm_id)
+                self._link(invoice, evidence, crm_id, how)
+                return crm_id
+        _mapped, crm_department_id = self.config.crm_department_for(party.department_id)
+        fields = crm_client_fields(
+            party, fakturownia_client_id=evidence.fakturownia_client_id, crm_department_id=crm_department_id
+        )
+        for _attempt in range(CLIENT_CREATE_ATTEMPTS):
             try:
                 created = self.crm.create_client(fields)
             except AmbiguousWriteError as exc:
                 log.warning("invoice %s: %s; re-reading CRM clients before creating again", invoice.id, exc)
-                self._crm_clients_index(reload=True)
-                continue
-            self._crm_clients_index().add(created)
-            self._link(invoice, evidence, int(created["id"]), "created")
-            self.summary.clients_created += 1
-            return int(created["id"])
+                crm_id, how = self._match(invoice, evidence, reload=True)
+                if crm_id is None:
+                    continue
+            except ApiRejected:
+                self.store.release_crm_client_claim(key)  # refused: nothing was created
+                raise
+            else:
+                crm_id, how = int(created["id"]), "created"
+                self._crm_clients_index().add(created)
+                self.summary.clients_created += 1
+            self.store.confirm_crm_client(key, crm_id)
+            self._link(invoice, evidence, crm_id, how)
+            return crm_id
         raise ApiUnavailable(
             self.crm.account.api,
             f"could not confirm the CRM client for invoice {invoice.id} after {CLIENT_CREATE_ATTEMPTS} attempts",
         )
 
     def _link(self, invoice: Invoice, evidence: Evidence, crm_id: int, how: str) -> None:
-        if evidence.fakturownia_client_id is None:
+        """Record the one-to-one client link; a CRM client already linked elsewhere goes to review."""
+        fakturownia_id = evidence.fakturownia_client_id
+        if fakturownia_id is None:
             return  # a buyer without a client card: matched again by NIP/e-mail next time
-        if self.store.crm_client_is_linked(crm_id):
+        if not self.store.link_clients(fakturownia_id, crm_id, how):
+            existing = self.store.client_link(fakturownia_id)
+            if existing is not None and existing.crm_client_id == crm_id:
+                return  # a concurrent run linked the same pair a moment ago
             raise RecordError(
                 "ambiguous_client",
-                f"invoice {invoice.id}: Fakturownia client {evidence.fakturownia_client_id} matches CRM client "
-                f"{crm_id} by {how}, but that CRM client is already linked to another Fakturownia client",
+                f"invoice {invoice.id}: Fakturownia client {fakturownia_id} matches CRM client {crm_id} by {how}, "
+                "but one of them is already linked to another client",
             )
-        self.store.link_clients(evidence.fakturownia_client_id, crm_id, how)
         if how != "created":
             self.summary.clients_linked += 1
+
+
+def claim_key(evidence: Evidence) -> str:
+    """What a CRM client create is claimed under: the Fakturownia client, else the buyer's NIP or e-mail."""
+    if evidence.fakturownia_client_id is not None:
+        return f"fakturownia:{evidence.fakturownia_client_id}"
+    if evidence.tax_key:
+        return f"nip:{evidence.tax_key}"
+    return f"email:{evidence.email}"

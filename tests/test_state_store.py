@@ -78,15 +78,27 @@ def test_cursor_round_trip_keeps_the_instant(store: StateStore) -> None:
 
 
 def test_client_links_are_one_to_one(store: StateStore) -> None:
-    store.link_clients(1, 100, "nip")
+    assert store.link_clients(1, 100, "nip") is True
     assert store.client_link(1).crm_client_id == 100
     assert store.crm_client_is_linked(100) and not store.crm_client_is_linked(101)
-    for fakturownia_id, crm_id in ((1, 101), (2, 100)):
-        try:
-            store.link_clients(fakturownia_id, crm_id, "email")
-        except sa.exc.IntegrityError:
-            continue
-        raise AssertionError(f"link {fakturownia_id}->{crm_id} broke the one-to-one rule")
+    assert store.link_clients(1, 101, "email") is False
+    assert store.link_clients(2, 100, "email") is False
+    assert store.client_link(2) is None
+
+
+def test_crm_client_claims(store: StateStore) -> None:
+    assert store.claim_crm_client("fakturownia:7", "dag/a") is True
+    assert store.claim_crm_client("fakturownia:7", "dag/b") is False
+    now = datetime.now(UTC)
+    assert store.take_over_crm_client_claim("fakturownia:7", "dag/b", stale_before=now - timedelta(minutes=5)) is False
+    assert store.take_over_crm_client_claim("fakturownia:7", "dag/a", stale_before=now) is True
+    store.confirm_crm_client("fakturownia:7", 55)
+    assert store.crm_client_claim("fakturownia:7")[0] == 55
+    store.release_crm_client_claim("fakturownia:7")  # a confirmed claim is kept
+    assert store.crm_client_claim("fakturownia:7")[0] == 55
+    store.claim_crm_client("nip:5261040828", "dag/a")
+    store.release_crm_client_claim("nip:5261040828")
+    assert store.crm_client_claim("nip:5261040828") is None
 
 
 def test_quarantine_counts_attempts_and_resolves(store: StateStore) -> None:

@@ -1,7 +1,8 @@
 """Table definitions of the state DB. Every change here needs a new migration in `migrations/versions/`.
 
 Unique keys carry the "exactly one" promises: one deal per invoice (`invoice_deals.invoice_id`), one CRM
-deal linked once (`invoice_deals.deal_id`), one-to-one client links, one open quarantine entry per record.
+deal linked once (`invoice_deals.deal_id`), one-to-one client links, one CRM client created per client
+(`crm_client_claims.claim_key`), one quarantine entry per record.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ client_links = Table(
     Column("snapshot", Json),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+crm_client_claims = Table(
+    "crm_client_claims",
+    metadata,
+    # "fakturownia:<client id>", or "nip:<NIP>" / "email:<address>" for a buyer without a client card
+    Column("claim_key", String(320), primary_key=True),
+    Column("crm_client_id", BigInteger),  # null while the create is in flight or unconfirmed
+    Column("claimed_by", String(250), nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
 )
 
 quarantine = Table(

@@ -19,7 +19,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from include.state.schema import client_links, invoice_deals, quarantine, sync_cursors, sync_runs
+from include.state.schema import client_links, crm_client_claims, invoice_deals, quarantine, sync_cursors, sync_runs
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "fakturownia_sync_alembic_version"
@@ -273,18 +273,72 @@ class StateStore:
 
     def link_clients(
         self, fakturownia_client_id: int, crm_client_id: int, evidence: str, snapshot: dict[str, Any] | None = None
-    ) -> None:
+    ) -> bool:
+        """Link two clients; False when either side is already linked (the one-to-one rule held)."""
         now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(client_links).values(
+                        fakturownia_client_id=fakturownia_client_id,
+                        crm_client_id=crm_client_id,
+                        evidence=evidence,
+                        snapshot=snapshot,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            return True
+        except IntegrityError:
+            return False
+
+    # CRM client claims ---------------------------------------------------------------------------------
+
+    def claim_crm_client(self, claim_key: str, owner: str) -> bool:
+        """Record the intent to create a CRM client for `claim_key`; False when a claim already exists."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(crm_client_claims).values(claim_key=claim_key, claimed_by=owner, claimed_at=utcnow())
+                )
+            return True
+        except IntegrityError:
+            return False
+
+    def crm_client_claim(self, claim_key: str) -> tuple[int | None, str, datetime] | None:
+        """(CRM client id or None while unconfirmed, owner, claimed at) of a claim, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(crm_client_claims).where(crm_client_claims.c.claim_key == claim_key)).first()
+        return (row.crm_client_id, row.claimed_by, row.claimed_at) if row else None
+
+    def take_over_crm_client_claim(self, claim_key: str, owner: str, *, stale_before: datetime) -> bool:
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(crm_client_claims)
+                    .where(
+                        crm_client_claims.c.claim_key == claim_key,
+                        crm_client_claims.c.crm_client_id.is_(None),
+                        (crm_client_claims.c.claimed_by == owner) | (crm_client_claims.c.claimed_at < stale_before),
+                    )
+                    .values(claimed_by=owner, claimed_at=utcnow())
+                ).rowcount
+            )
+
+    def release_crm_client_claim(self, claim_key: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                insert(client_links).values(
-                    fakturownia_client_id=fakturownia_client_id,
-                    crm_client_id=crm_client_id,
-                    evidence=evidence,
-                    snapshot=snapshot,
-                    created_at=now,
-                    updated_at=now,
+                delete(crm_client_claims).where(
+                    crm_client_claims.c.claim_key == claim_key, crm_client_claims.c.crm_client_id.is_(None)
                 )
+            )
+
+    def confirm_crm_client(self, claim_key: str, crm_client_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(crm_client_claims)
+                .where(crm_client_claims.c.claim_key == claim_key)
+                .values(crm_client_id=crm_client_id)
             )
 
     # Quarantine ----------------------------------------------------------------------------------------

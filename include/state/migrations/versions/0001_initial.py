@@ -1,4 +1,4 @@
-"""Initial state schema: runs, cursors, invoice↔deal links, client links, quarantine.
+"""Initial state schema: runs, cursors, invoice↔deal links, client links and claims, quarantine.
 
 Revision ID: 0001
 Revises:
@@ -60,6 +60,13 @@ def upgrade() -> None:
         sa.Column("updated_at", UtcDateTime, nullable=False),
     )
     op.create_table(
+        "crm_client_claims",
+        sa.Column("claim_key", sa.String(320), primary_key=True),
+        sa.Column("crm_client_id", sa.BigInteger),
+        sa.Column("claimed_by", sa.String(250), nullable=False),
+        sa.Column("claimed_at", UtcDateTime, nullable=False),
+    )
+    op.create_table(
         "quarantine",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("stream", sa.String(64), nullable=False),
@@ -77,7 +84,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("quarantine", "client_links", "invoice_deals", "sync_cursors"):
+    for table in ("quarantine", "crm_client_claims", "client_links", "invoice_deals", "sync_cursors"):
         op.drop_table(table)
     op.drop_index("ix_sync_runs_stream", table_name="sync_runs")
     op.drop_table("sync_runs")

@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ROOT := $(CURDIR)
+
+# Airflow for the demo and the UI lives under .demo/ (SQLite); the tests make their own.
+AIRFLOW_ENV := AIRFLOW_HOME=$(ROOT)/.demo/airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(ROOT)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(ROOT)/plugins \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__PARALLELISM=4 \
+	PYTHONPATH=$(ROOT):$(ROOT)/plugins \
+	PATH=$(ROOT)/$(VENV)/bin:$$PATH
+
+.PHONY: venv demo airflow test lint stop clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	@mkdir -p .demo/airflow
+	$(AIRFLOW_ENV) $(PY) -m scripts.demo
+
+airflow: venv
+	@mkdir -p .demo/airflow
+	$(AIRFLOW_ENV) $(PY) -m scripts.demo prepare
+	$(AIRFLOW_ENV) airflow standalone
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+stop: venv
+	$(AIRFLOW_ENV) $(PY) -m scripts.demo stop
+
+clean: stop
+	rm -rf .demo

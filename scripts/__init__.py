@@ -1,0 +1,1 @@
+"""Set-up and demo scripts run by the Makefile."""

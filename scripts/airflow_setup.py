@@ -1,0 +1,53 @@
+"""Prepare a local Airflow (SQLite) for the sync DAGs: migrate the metadata DB, then put the connections,
+the config Variable and the API pools in place, so the DAGs run from the UI with nothing left to click.
+
+Run with AIRFLOW_HOME set (the Makefile does): `python -m scripts.airflow_setup --sandbox .demo/sandbox.json`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEMO_CONFIG = {
+    "invoice_kinds": ["vat", "vat_margin", "advance", "final", "receipt"],
+    "department_map": [
+        {"fakturownia_department_id": 11, "crm_department_id": 1},
+        {"fakturownia_department_id": 12, "crm_department_id": 2},
+        {"fakturownia_department_id": 13, "crm_department_id": 3},
+    ],
+    "no_department": {"crm_department_id": None, "fakturownia_department_id": None},
+    "deal_amount": "gross",
+    "conflict_policy": "newest_wins",
+    "lookback_minutes": 60,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sandbox", type=Path, required=True, help="JSON file with the sandbox URLs and tokens")
+    args = parser.parse_args()
+    sandbox = json.loads(args.sandbox.read_text())
+
+    from airflow.models import Connection, Variable
+    from airflow.utils.db import upgradedb
+    from airflow.utils.session import create_session
+
+    upgradedb()
+    connections = {
+        "fakturownia_default": (sandbox["fakturownia_url"], sandbox["fakturownia_token"], "Fakturownia (sandbox)"),
+        "sugester_default": (sandbox["sugester_url"], sandbox["sugester_token"], "Sugester CRM (sandbox)"),
+    }
+    with create_session() as session:
+        for conn_id, (url, token, description) in connections.items():
+            session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+            session.add(
+                Connection(conn_id=conn_id, conn_type="http", host=url, password=token, description=description)
+            )
+    Variable.set("fakturownia_sync_config", json.dumps(DEMO_CONFIG, indent=2))
+    print("Airflow ready: connections fakturownia_default, sugester_default and Variable fakturownia_sync_config set.")
+
+
+if __name__ == "__main__":
+    main()

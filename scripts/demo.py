@@ -1,0 +1,156 @@
+"""`make demo` and `make airflow`: the whole product on one machine, against the sandbox.
+
+    python -m scripts.demo           start (or reuse) the sandbox, prepare Airflow, run the DAG once, print a summary
+    python -m scripts.demo prepare   the same without the run (used by `make airflow`)
+    python -m scripts.demo stop      stop the sandbox (it saves its data, so the next start continues from it)
+
+The sandbox keeps running between demos, so a second `make demo` syncs against the same CRM and creates
+no new deals. Its data is saved to `.demo/sandbox-state.json` on stop; when the sandbox has to start from
+a fresh seed, the sync state is reset too, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from include.run_summary import render_summary
+from include.state import StateStore, default_state_url
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / ".demo"
+SANDBOX_INFO = DEMO / "sandbox.json"
+SANDBOX_STATE = DEMO / "sandbox-state.json"
+SANDBOX_LOG = DEMO / "sandbox.log"
+PORTS = {"fakturownia": 18081, "sugester": 18082}
+TOKENS = {"fakturownia": "fk-sandbox-token", "sugester": "sg-sandbox-token"}
+DAG_ID = "fakturownia_invoices_to_deals"
+
+
+def _alive(info: dict) -> bool:
+    try:
+        os.kill(info["pid"], 0)
+        return all(
+            requests.get(f"{info[f'{api}_url']}/_sandbox/health", timeout=2).ok for api in ("fakturownia", "sugester")
+        )
+    except (OSError, KeyError, requests.RequestException):
+        return False
+
+
+def ensure_sandbox() -> tuple[dict, bool]:
+    """The running sandbox's URLs and tokens, starting it if needed; True when it starts from a fresh seed."""
+    if SANDBOX_INFO.exists():
+        info = json.loads(SANDBOX_INFO.read_text())
+        if _alive(info):
+            return info, False
+    fresh = not SANDBOX_STATE.exists()
+    command = [
+        sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--seed", "42",
+        "--fakturownia-port", str(PORTS["fakturownia"]), "--sugester-port", str(PORTS["sugester"]),
+        "--fakturownia-token", TOKENS["fakturownia"], "--sugester-token", TOKENS["sugester"],
+        "--state-file", str(SANDBOX_STATE),
+    ]  # fmt: skip
+    log = SANDBOX_LOG.open("ab")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+    info = {
+        "pid": process.pid,
+        "fakturownia_url": f"http://127.0.0.1:{PORTS['fakturownia']}",
+        "sugester_url": f"http://127.0.0.1:{PORTS['sugester']}",
+        "fakturownia_token": TOKENS["fakturownia"],
+        "sugester_token": TOKENS["sugester"],
+    }
+    deadline = time.monotonic() + 90
+    while not _alive(info):
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"The sandbox did not start (ports {PORTS} busy?); see {SANDBOX_LOG}")
+        time.sleep(0.3)
+    SANDBOX_INFO.write_text(json.dumps(info, indent=2))
+    print(f"Sandbox started (pid {process.pid}): Fakturownia {info['fakturownia_url']}, CRM {info['sugester_url']}")
+    return info, fresh
+
+
+def stop_sandbox() -> None:
+    if not SANDBOX_INFO.exists():
+        print("No sandbox is running.")
+        return
+    info = json.loads(SANDBOX_INFO.read_text())
+    try:
+        os.kill(info["pid"], signal.SIGTERM)
+        for _ in range(100):
+            os.kill(info["pid"], 0)
+            time.sleep(0.1)
+    except OSError:
+        pass
+    SANDBOX_INFO.unlink(missing_ok=True)
+    print(f"Sandbox stopped; its data is kept in {SANDBOX_STATE.relative_to(ROOT)}.")
+
+
+def prepare() -> None:
+    DEMO.mkdir(exist_ok=True)
+    _info, fresh = ensure_sandbox()
+    state_db = Path(default_state_url().removeprefix("sqlite:///"))
+    if fresh:
+        for path in (state_db, *state_db.parent.glob(state_db.name + "-*")):
+            path.unlink(missing_ok=True)
+    subprocess.run([sys.executable, "-m", "scripts.airflow_setup", "--sandbox", str(SANDBOX_INFO)], check=True)
+
+
+def run_dag() -> None:
+    airflow = Path(sys.executable).with_name("airflow")
+    log_path = DEMO / f"{DAG_ID}.log"
+    print(f"Running {DAG_ID} once (airflow dags test; log: {log_path.relative_to(ROOT)}) ...")
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        result = subprocess.run([str(airflow), "dags", "test", DAG_ID], stdout=log, stderr=subprocess.STDOUT)
+    wall = time.monotonic() - started
+    store = StateStore.open(default_state_url())
+    last = store.last_run("invoices_to_deals")
+    store.close()
+    if result.returncode != 0 or not last or last["status"] not in ("success", "incomplete"):
+        print(log_path.read_text()[-4000:])
+        sys.exit(f"The DAG run failed (exit {result.returncode}); full log in {log_path}")
+    summary = last["summary"]
+    shown = {
+        "invoices seen": summary["invoices_seen"],
+        "deals created": summary["deals_created"],
+        "deals updated": summary["deals_updated"],
+        "deals unchanged": summary["deals_unchanged"],
+        "deals recovered after a crash": summary["deals_recovered"],
+        "CRM clients created / linked": f"{summary['clients_created']} / {summary['clients_linked']}",
+        "skipped by kind": summary["skipped_by_kind"],
+        "skipped: cost invoices / cancelled": f"{summary['skipped_cost']} / {summary['skipped_cancelled']}",
+        "quarantined this run, by reason": summary["quarantined_by_reason"],
+        "quarantine still open, by reason": summary["quarantine_open"],
+        "API calls": summary["api_calls"],
+        "API retries": summary["api_retries"],
+        "sync run time": f"{summary['duration_seconds']:.1f} s (whole `airflow dags test`: {wall:.1f} s)",
+        "run status": summary["status"],
+    }
+    print(render_summary(shown))
+    print(
+        "\nRun `make demo` again: it syncs against the same sandbox and creates 0 deals.\n"
+        "Open the UI with `make airflow`, then http://localhost:8080 (user `admin`, password printed by\n"
+        "Airflow and kept in .demo/airflow/simple_auth_manager_passwords.json.generated).\n"
+        "`make stop` stops the sandbox."
+    )
+
+
+def main(argv: list[str]) -> None:
+    command = argv[0] if argv else "demo"
+    if command == "stop":
+        stop_sandbox()
+        return
+    prepare()
+    if command == "demo":
+        run_dag()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

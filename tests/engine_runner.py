@@ -1,0 +1,24 @@
+"""Runs one invoices → deals sync in a process of its own, so that a test can SIGKILL it mid-run.
+
+Usage: python -m tests.engine_runner '<json: fakturownia_url, fakturownia_token, sugester_url, sugester_token,
+state_url, owner>'
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+
+from include.state import StateStore
+from tests.sync_harness import make_sync
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    store = StateStore.open(spec["state_url"])
+    make_sync(SimpleNamespace(**spec), store, owner=spec["owner"]).run()
+
+
+if __name__ == "__main__":
+    main()
