@@ -54,6 +54,7 @@ class SyncConfig(_Strict):
     deal_amount: Literal["gross", "net"] = "gross"
     conflict_policy: Literal["newest_wins", "fakturownia_wins", "crm_wins"] = "newest_wins"
     lookback_minutes: int = Field(default=60, ge=0)
+    quarantine_retry_minutes: int = Field(default=60, ge=0)
     requests_per_minute: ApiBudgets = Field(default_factory=ApiBudgets)
     crm_write_concurrency: int = Field(default=1, ge=1, le=32)
 

@@ -43,7 +43,7 @@ from include.fakturownia_client import FakturowniaClient
 from include.records import Invoice, Party, parse_invoice, parse_timestamp
 from include.redaction import redact
 from include.run_summary import RunSummary
-from include.state import DealLink, StateStore
+from include.state import DealLink, QuarantineEntry, StateStore
 from include.sugester_client import SugesterClient, external_ids_of
 from include.tax_numbers import check_tax_number, normalise_email
 
@@ -97,8 +97,9 @@ class InvoicesToDeals:
         cursor = self.store.get_cursor(STREAM)
         summary.cursor_before = cursor.isoformat() if cursor else None
         try:
-            newest, seen = self._sweep(cursor)
-            self._retry_quarantined(seen)
+            quarantined = {entry.record_id: entry for entry in self.store.open_quarantine(STREAM)}
+            newest, seen = self._sweep(cursor, quarantined)
+            self._retry_quarantined(quarantined, seen)
             self._settle_pending(seen)
             if summary.deals_unconfirmed or summary.deals_deferred:
                 summary.status = "incomplete"
@@ -136,7 +137,9 @@ class InvoicesToDeals:
         summary.quarantine_open = self.store.open_quarantine_counts(STREAM)
         self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 
-    def _sweep(self, cursor: datetime | None) -> tuple[datetime | None, set[int]]:
+    def _sweep(
+        self, cursor: datetime | None, quarantined: dict[str, QuarantineEntry]
+    ) -> tuple[datetime | None, set[int]]:
         """Read invoices newest-updated first down to `cursor - lookback`; handle each once; return the
         newest `updated_at` handled and the ids handled."""
         threshold = cursor - timedelta(minutes=self.config.lookback_minutes) if cursor else None
@@ -151,7 +154,11 @@ class InvoicesToDeals:
                 if threshold is not None and updated is not None and updated < threshold:
                     continue
                 handled.add(record_id)
-                self.handle(raw)
+                entry = quarantined.get(str(record_id))
+                if entry is not None and self._same_as_quarantined(entry, raw):
+                    self.summary.invoices_seen += 1
+                else:
+                    self.handle(raw)
                 if updated is not None and (newest is None or updated > newest):
                     newest = updated
             last = parse_timestamp(page[-1].get("updated_at")) if page else None
@@ -159,21 +166,36 @@ class InvoicesToDeals:
                 break
         return newest, handled
 
-    def _retry_quarantined(self, seen: set[int]) -> None:
-        """Give records put aside earlier another go from their stored payload (e.g. after a config fix).
+    def _retry_due(self, entry: QuarantineEntry) -> bool:
+        due_before = self.clock() - timedelta(minutes=self.config.quarantine_retry_minutes)
+        return entry.config_fingerprint != self.config.fingerprint() or entry.last_seen_at <= due_before
 
-        Records the sweep saw again were already retried with their fresh version.
+    def _same_as_quarantined(self, entry: QuarantineEntry, raw: dict[str, Any]) -> bool:
+        """The sweep's lookback meets this unchanged, quarantined invoice again: nothing new to try yet."""
+        unchanged = isinstance(entry.payload, dict) and entry.payload.get("updated_at") == raw.get("updated_at")
+        return unchanged and not self._retry_due(entry)
+
+    def _retry_quarantined(self, quarantined: dict[str, QuarantineEntry], seen: set[int]) -> None:
+        """Give records put aside earlier another go from their stored payload.
+
+        An invoice edited at the source comes back through the sweep with its fresh version. The rest are
+        retried when the config changed (e.g. a department was mapped) or every `quarantine_retry_minutes`
+        (e.g. a client card fixed, a CRM-side problem gone), so a run with nothing new stays cheap.
         """
-        for entry in self.store.open_quarantine(STREAM):
-            if isinstance(entry.payload, dict) and entry.payload.get("id") not in seen:
-                self.handle(entry.payload)
+        for entry in quarantined.values():
+            if not isinstance(entry.payload, dict) or entry.payload.get("id") in seen:
+                continue
+            if self._retry_due(entry):
+                self.summary.quarantine_retried += 1
+                self.handle(entry.payload, retry=True)
 
     # One invoice ---------------------------------------------------------------------------------------
 
-    def handle(self, raw: dict[str, Any]) -> None:
+    def handle(self, raw: dict[str, Any], *, retry: bool = False) -> None:
         """Bring one invoice's deal up to date, or quarantine the invoice with a reason."""
         summary = self.summary
-        summary.invoices_seen += 1
+        if not retry:
+            summary.invoices_seen += 1
         record_id = raw.get("id")
         try:
             outcome = self._handle(raw)
@@ -333,7 +355,7 @@ class InvoicesToDeals:
         except ApiNotFound:
             self.store.release_claim(invoice_id)  # the invoice is gone and no deal was created for it
             return
-        self.handle(raw)
+        self.handle(raw, retry=True)
 
     # Clients -------------------------------------------------------------------------------------------
 

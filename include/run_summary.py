@@ -24,6 +24,7 @@ class RunSummary:
     skipped_cancelled: int = 0
     skipped_by_kind: Counter = field(default_factory=Counter)
     quarantined_by_reason: Counter = field(default_factory=Counter)
+    quarantine_retried: int = 0
     quarantine_resolved: int = 0
     quarantine_open: dict[str, int] = field(default_factory=dict)
     api_calls: dict[str, int] = field(default_factory=dict)
@@ -51,8 +52,14 @@ def render_summary(summary: dict[str, Any]) -> str:
             return f"{value:.1f}"
         return "-" if value is None else str(value)
 
-    rows = [(key.replace("_", " "), fmt(value)) for key, value in summary.items()]
+    rows: list[tuple[str, str]] = []
+    for key, value in summary.items():
+        if isinstance(value, dict) and len(value) > 1:  # one line per entry, so nothing is cut off
+            rows += [(key if n == 0 else "", f"{k}: {v}") for n, (k, v) in enumerate(value.items())]
+        else:
+            rows.append((key, fmt(value)))
     width = max(len(key) for key, _ in rows)
-    line = "+" + "-" * (width + 2) + "+" + "-" * 62 + "+"
-    body = [f"| {key.ljust(width)} | {value[:60].ljust(60)} |" for key, value in rows]
+    value_width = max(len(value) for _, value in rows)
+    line = f"+{'-' * (width + 2)}+{'-' * (value_width + 2)}+"
+    body = [f"| {key.ljust(width)} | {value.ljust(value_width)} |" for key, value in rows]
     return "\n".join([line, *body, line])

@@ -99,7 +99,15 @@ def prepare() -> None:
     if fresh:
         for path in (state_db, *state_db.parent.glob(state_db.name + "-*")):
             path.unlink(missing_ok=True)
-    subprocess.run([sys.executable, "-m", "scripts.airflow_setup", "--sandbox", str(SANDBOX_INFO)], check=True)
+    setup_log = DEMO / "airflow-setup.log"
+    with setup_log.open("w") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "scripts.airflow_setup", "--sandbox", str(SANDBOX_INFO)], stdout=log, stderr=log
+        )
+    if done.returncode != 0:
+        print(setup_log.read_text()[-4000:])
+        sys.exit(f"Preparing Airflow failed; full log in {setup_log}")
+    print(f"Airflow prepared in .demo/airflow (connections, config Variable; log: {setup_log.relative_to(ROOT)}).")
 
 
 def run_dag() -> None:
@@ -123,6 +131,8 @@ def run_dag() -> None:
         "deals updated": summary["deals_updated"],
         "deals unchanged": summary["deals_unchanged"],
         "deals recovered after a crash": summary["deals_recovered"],
+        "quarantined invoices retried / resolved": f"{summary['quarantine_retried']} / "
+        f"{summary['quarantine_resolved']}",
         "CRM clients created / linked": f"{summary['clients_created']} / {summary['clients_linked']}",
         "skipped by kind": summary["skipped_by_kind"],
         "skipped: cost invoices / cancelled": f"{summary['skipped_cost']} / {summary['skipped_cancelled']}",
