@@ -43,7 +43,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 stop: venv
-	$(AIRFLOW_ENV) $(PY) -m scripts.demo stop
+	@$(AIRFLOW_ENV) $(PY) -m scripts.demo stop
 
 clean: stop
 	rm -rf .demo

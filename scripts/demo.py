@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,13 @@ def ensure_sandbox() -> tuple[dict, bool]:
         info = json.loads(SANDBOX_INFO.read_text())
         if _alive(info):
             return info, False
+    for port in PORTS.values():
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                sys.exit(
+                    f"Port {port} is taken by another process (another checkout's sandbox? `make stop` there); "
+                    "the demo sandbox needs ports 18081 and 18082."
+                )
     fresh = not SANDBOX_STATE.exists()
     command = [
         sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--seed", "42",

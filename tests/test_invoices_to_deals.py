@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_first_run_makes_exactly_one_deal_per_qualifying_invoice(sandbox: Sandbo
     assert summary["status"] == "success" and summary["cursor_after"] is not None
     reasons = summary["quarantined_by_reason"]
     assert reasons.get("no_client") == 5 and reasons.get("malformed_date") == 5
+    assert reasons.get("invalid_nip", 0) > 0
 
     invoices = {invoice["id"]: invoice for invoice in sandbox.dump("fakturownia")["invoices"]}
     crm_clients = {client["id"]: client for client in sandbox.dump("sugester")["clients"]}
@@ -155,3 +157,17 @@ def test_crm_validation_error_is_quarantined_with_its_message(
     summary = make_sync(sandbox, sqlite_store, owner="tests/run-3").run()
     assert summary["quarantine_resolved"] == 1
     assert deals_by_invoice(sandbox)[fresh][0]["price"] == "100.00"
+
+
+def test_no_token_in_logs_or_state(sandbox: SandboxProcess, store: StateStore, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    make_sync(sandbox, store).run()
+    sandbox.set_faults("sugester", error_rate=0.3)
+    make_sync(sandbox, store, demo_config(lookback_minutes=100_000_000), owner="tests/run-2").run()
+    captured = caplog.text
+    with store.engine.connect() as conn:
+        for table in ("sync_runs", "sync_cursors", "invoice_deals", "client_links", "crm_client_claims", "quarantine"):
+            captured += repr(conn.exec_driver_sql(f"SELECT * FROM {table}").fetchall())
+    assert "api_token=***" in captured and "quarantined" in captured  # the scan sees real traffic
+    for token in (sandbox.fakturownia_token, sandbox.sugester_token):
+        assert token not in captured
