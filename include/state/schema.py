@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     DateTime,
     Integer,
     MetaData,
@@ -120,4 +121,17 @@ quarantine = Table(
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("resolved_at", UtcDateTime),
     UniqueConstraint("stream", "record_id", name="uq_quarantine_stream_record"),
+)
+
+backfill_windows = Table(
+    "backfill_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(32), nullable=False),  # invoices | clients
+    Column("scope", String(250), nullable=False),  # what else defines the window's work, e.g. the invoice kinds
+    Column("date_from", Date, nullable=False),
+    Column("date_to", Date, nullable=False),
+    Column("summary", Json),
+    Column("finished_at", UtcDateTime, nullable=False),
+    UniqueConstraint("entity", "scope", "date_from", "date_to", name="uq_backfill_window"),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,15 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from include.state.schema import client_links, crm_client_claims, invoice_deals, quarantine, sync_cursors, sync_runs
+from include.state.schema import (
+    backfill_windows,
+    client_links,
+    crm_client_claims,
+    invoice_deals,
+    quarantine,
+    sync_cursors,
+    sync_runs,
+)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "fakturownia_sync_alembic_version"
@@ -340,6 +348,40 @@ class StateStore:
                 .where(crm_client_claims.c.claim_key == claim_key)
                 .values(crm_client_id=crm_client_id)
             )
+
+    # Backfill ledger -----------------------------------------------------------------------------------
+
+    def finished_windows(self, entity: str, scope: str) -> set[tuple[date, date]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(backfill_windows.c.date_from, backfill_windows.c.date_to).where(
+                    backfill_windows.c.entity == entity, backfill_windows.c.scope == scope
+                )
+            )
+            return {(row.date_from, row.date_to) for row in rows}
+
+    def record_window(self, entity: str, scope: str, date_from: date, date_to: date, summary: dict[str, Any]) -> None:
+        """Mark a window finished (again, on a reprocess: the summary and time are replaced)."""
+        key = (
+            backfill_windows.c.entity == entity,
+            backfill_windows.c.scope == scope,
+            backfill_windows.c.date_from == date_from,
+            backfill_windows.c.date_to == date_to,
+        )
+        with self.engine.begin() as conn:
+            if not conn.execute(
+                update(backfill_windows).where(*key).values(summary=summary, finished_at=utcnow())
+            ).rowcount:
+                conn.execute(
+                    insert(backfill_windows).values(
+                        entity=entity,
+                        scope=scope,
+                        date_from=date_from,
+                        date_to=date_to,
+                        summary=summary,
+                        finished_at=utcnow(),
+                    )
+                )
 
     # Quarantine ----------------------------------------------------------------------------------------
 
