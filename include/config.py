@@ -56,7 +56,7 @@ class SyncConfig(_Strict):
     lookback_minutes: int = Field(default=60, ge=0)
     quarantine_retry_minutes: int = Field(default=60, ge=0)
     requests_per_minute: ApiBudgets = Field(default_factory=ApiBudgets)
-    crm_write_concurrency: int = Field(default=1, ge=1, le=32)
+    crm_write_concurrency: int = Field(default=4, ge=1, le=32)
 
     @field_validator("invoice_kinds")
     @classmethod

@@ -14,6 +14,12 @@ How "exactly one deal" survives retries and crashes
     CRM has no such deal is it created again. Claims belong to a DAG run, so a retry of the same run takes
     over its own claims at once; another run waits until a claim is `stale_claim_minutes` old.
 
+Throughput
+    Invoices are handled by `crm_write_concurrency` threads, two pages at a time, so CRM writes go out in
+    parallel (within the per-process requests-per-minute budget of the transport) while memory stays
+    flat: history is streamed page by page, never collected. Work on one client is serialised by a lock
+    per client, so two threads never create the same CRM client.
+
 What is never done
     A deleted invoice leaves its deal alone; a deal deleted in the CRM is not recreated (it is reported).
 """
@@ -21,9 +27,13 @@ What is never done
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from include.client_fields import crm_client_fields
@@ -52,6 +62,8 @@ log = logging.getLogger(__name__)
 STREAM = "invoices_to_deals"
 RECOVERY_ROUNDS = 5
 CLIENT_CREATE_ATTEMPTS = 3
+# After this many single client-card reads in one run, read all client cards page by page instead.
+CLIENT_CARDS_BULK_AFTER = 50
 
 
 class RecordDeferred(SyncError):
@@ -60,6 +72,21 @@ class RecordDeferred(SyncError):
 
 class UnconfirmedWrites(SyncError):
     """Some creates could not be confirmed either way; the run fails so that a retry settles them."""
+
+
+class KeyedLocks:
+    """One lock per key (e.g. per client), so threads working on different keys never wait on each other."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
 
 
 class InvoicesToDeals:
@@ -71,6 +98,8 @@ class InvoicesToDeals:
         config: SyncConfig,
         *,
         owner: str,
+        dry_run: bool = False,
+        invoice_kinds: list[str] | None = None,
         stale_claim_minutes: int = 15,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -79,37 +108,68 @@ class InvoicesToDeals:
         self.store = store
         self.config = config
         self.owner = owner
+        self.dry_run = dry_run
+        self.invoice_kinds = list(invoice_kinds or config.invoice_kinds)
+        self.concurrency = config.crm_write_concurrency
         self.stale_claim_minutes = stale_claim_minutes
         self.clock = clock
-        self.summary = RunSummary(stream=STREAM)
+        self.summary = RunSummary(stream=STREAM, dry_run=dry_run)
+        self._lock = threading.Lock()
+        self._client_locks = KeyedLocks()
         self._crm_clients: CrmClientIndex | None = None
         self._deals_by_invoice: dict[int, int] | None = None
         self._fakturownia_clients: dict[int, dict[str, Any] | None] = {}
+        self._client_card_reads = 0
+        self._all_client_cards_read = False
+        self._dry_run_ids: dict[str, int] = {}
         self._unconfirmed: dict[int, tuple[Invoice, dict[str, Any], str]] = {}
         self._secrets = (fakturownia.account.token, crm.account.token)
 
-    # The run -------------------------------------------------------------------------------------------
+    # Runs ----------------------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        started, started_clock = self.clock(), time.monotonic()
-        run_id = self.store.start_run(STREAM, self.owner)
-        summary = self.summary
+        """The incremental run: invoices changed since the cursor (minus the lookback)."""
         cursor = self.store.get_cursor(STREAM)
-        summary.cursor_before = cursor.isoformat() if cursor else None
+        threshold = cursor - timedelta(minutes=self.config.lookback_minutes) if cursor else None
+        self.summary.cursor_before = cursor.isoformat() if cursor else None
+        return self._run(self.fakturownia.iter_invoice_pages_by_update(), threshold, advance_from=cursor)
+
+    def run_window(self, date_from: date, date_to: date) -> dict[str, Any]:
+        """A backfill window: invoices issued in [date_from, date_to]. The cursor is not touched."""
+        self.summary.window = f"{date_from.isoformat()}..{date_to.isoformat()}"
+        pages = self.fakturownia.iter_invoice_pages_issued_between(
+            date_from.isoformat(), date_to.isoformat(), kinds=self.invoice_kinds
+        )
+        return self._run(pages, None, advance_from=None, keep_cursor=True)
+
+    def _run(
+        self,
+        pages: Iterable[list[dict[str, Any]]],
+        threshold: datetime | None,
+        *,
+        advance_from: datetime | None,
+        keep_cursor: bool = False,
+    ) -> dict[str, Any]:
+        started, started_clock = self.clock(), time.monotonic()
+        summary = self.summary
+        run_id = None if self.dry_run else self.store.start_run(STREAM, self.owner)
+        cursor = advance_from
         try:
             quarantined = {entry.record_id: entry for entry in self.store.open_quarantine(STREAM)}
-            newest, seen = self._sweep(cursor, quarantined)
-            self._retry_quarantined(quarantined, seen)
-            self._settle_pending(seen)
+            newest, handled = self._process(pages, threshold, quarantined)
+            if not keep_cursor:
+                self._retry_quarantined(quarantined, handled)
+            if not self.dry_run:
+                self._settle_pending(handled)
             if summary.deals_unconfirmed or summary.deals_deferred:
                 summary.status = "incomplete"
             else:
-                if newest is not None:
+                summary.status = "success"
+                if not keep_cursor and not self.dry_run and newest is not None:
                     new_cursor = min(newest, started)
                     if cursor is None or new_cursor > cursor:
                         self.store.set_cursor(STREAM, new_cursor)
                         cursor = new_cursor
-                summary.status = "success"
         except BaseException as exc:
             summary.status = "failed"
             self._finish(run_id, started_clock, cursor, error=redact(str(exc), self._secrets))
@@ -122,48 +182,66 @@ class InvoicesToDeals:
             )
         return summary.to_dict()
 
-    def _finish(self, run_id: int, started_clock: float, cursor: datetime | None, error: str | None = None) -> None:
+    def _finish(
+        self, run_id: int | None, started_clock: float, cursor: datetime | None, error: str | None = None
+    ) -> None:
         summary = self.summary
         summary.cursor_after = cursor.isoformat() if cursor else None
         summary.duration_seconds = round(time.monotonic() - started_clock, 3)
-        summary.api_calls = {
-            "fakturownia": self.fakturownia.transport.calls,
-            "sugester": self.crm.transport.calls,
-        }
+        summary.api_calls = {"fakturownia": self.fakturownia.transport.calls, "sugester": self.crm.transport.calls}
         summary.api_retries = {
             "fakturownia": self.fakturownia.transport.retries,
             "sugester": self.crm.transport.retries,
         }
         summary.quarantine_open = self.store.open_quarantine_counts(STREAM)
-        self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
+        if run_id is not None:
+            self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 
-    def _sweep(
-        self, cursor: datetime | None, quarantined: dict[str, QuarantineEntry]
+    def _process(
+        self,
+        pages: Iterable[list[dict[str, Any]]],
+        threshold: datetime | None,
+        quarantined: dict[str, QuarantineEntry],
     ) -> tuple[datetime | None, set[int]]:
-        """Read invoices newest-updated first down to `cursor - lookback`; handle each once; return the
-        newest `updated_at` handled and the ids handled."""
-        threshold = cursor - timedelta(minutes=self.config.lookback_minutes) if cursor else None
+        """Handle each invoice of the pages once, `concurrency` at a time, at most two pages in flight.
+
+        With a threshold (the incremental sweep, newest-updated first) invoices older than it are passed
+        over and reading stops at the first page that ends before it. Returns the newest `updated_at`
+        handled and the ids handled.
+        """
         handled: set[int] = set()
         newest: datetime | None = None
-        for page in self.fakturownia.iter_invoice_pages_by_update():
-            for raw in page:
-                record_id = raw.get("id")
-                if record_id in handled:
-                    continue  # offset paging over a moving list can repeat an item
-                updated = parse_timestamp(raw.get("updated_at"))
-                if threshold is not None and updated is not None and updated < threshold:
-                    continue
-                handled.add(record_id)
-                entry = quarantined.get(str(record_id))
-                if entry is not None and self._same_as_quarantined(entry, raw):
-                    self.summary.invoices_seen += 1
-                else:
-                    self.handle(raw)
-                if updated is not None and (newest is None or updated > newest):
-                    newest = updated
-            last = parse_timestamp(page[-1].get("updated_at")) if page else None
-            if threshold is not None and last is not None and last < threshold:
-                break
+        in_flight: deque[list[Future]] = deque()
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="crm-writer") as pool:
+            try:
+                for page in pages:
+                    batch = []
+                    for raw in page:
+                        record_id = raw.get("id")
+                        if record_id in handled:
+                            continue  # offset paging over a moving list can repeat an item
+                        updated = parse_timestamp(raw.get("updated_at"))
+                        if threshold is not None and updated is not None and updated < threshold:
+                            continue
+                        handled.add(record_id)
+                        if updated is not None and (newest is None or updated > newest):
+                            newest = updated
+                        entry = quarantined.get(str(record_id))
+                        if entry is not None and self._same_as_quarantined(entry, raw):
+                            self.summary.add("invoices_seen")
+                        else:
+                            batch.append(pool.submit(self.handle, raw))
+                    in_flight.append(batch)
+                    if len(in_flight) > 1:
+                        _wait_all(in_flight.popleft())
+                    last = parse_timestamp(page[-1].get("updated_at")) if page else None
+                    if threshold is not None and last is not None and last < threshold:
+                        break
+                while in_flight:
+                    _wait_all(in_flight.popleft())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         return newest, handled
 
     def _retry_due(self, entry: QuarantineEntry) -> bool:
@@ -171,7 +249,7 @@ class InvoicesToDeals:
         return entry.config_fingerprint != self.config.fingerprint() or entry.last_seen_at <= due_before
 
     def _same_as_quarantined(self, entry: QuarantineEntry, raw: dict[str, Any]) -> bool:
-        """The sweep's lookback meets this unchanged, quarantined invoice again: nothing new to try yet."""
+        """The sweep meets this unchanged, quarantined invoice again: nothing new to try yet."""
         unchanged = isinstance(entry.payload, dict) and entry.payload.get("updated_at") == raw.get("updated_at")
         return unchanged and not self._retry_due(entry)
 
@@ -186,7 +264,7 @@ class InvoicesToDeals:
             if not isinstance(entry.payload, dict) or entry.payload.get("id") in seen:
                 continue
             if self._retry_due(entry):
-                self.summary.quarantine_retried += 1
+                self.summary.add("quarantine_retried")
                 self.handle(entry.payload, retry=True)
 
     # One invoice ---------------------------------------------------------------------------------------
@@ -195,13 +273,13 @@ class InvoicesToDeals:
         """Bring one invoice's deal up to date, or quarantine the invoice with a reason."""
         summary = self.summary
         if not retry:
-            summary.invoices_seen += 1
+            summary.add("invoices_seen")
         record_id = raw.get("id")
         try:
             outcome = self._handle(raw)
         except RecordDeferred as exc:
             log.info("%s; left for a later run", exc)
-            summary.deals_deferred += 1
+            summary.add("deals_deferred")
             return
         except RecordError as exc:
             self._quarantine(record_id, exc.reason, exc.message, raw)
@@ -215,27 +293,28 @@ class InvoicesToDeals:
             log.exception("invoice %s: unexpected error", record_id)
             self._quarantine(record_id, "unexpected_error", redact(f"{type(exc).__name__}: {exc}", self._secrets), raw)
             return
-        if outcome and self.store.resolve_quarantine(STREAM, record_id):
-            summary.quarantine_resolved += 1
+        if outcome and not self.dry_run and self.store.resolve_quarantine(STREAM, record_id):
+            summary.add("quarantine_resolved")
 
     def _quarantine(self, record_id: Any, reason: str, message: str, raw: dict[str, Any]) -> None:
         log.warning("invoice %s quarantined: %s: %s", record_id, reason, message)
-        self.summary.quarantined_by_reason[reason] += 1
-        self.store.quarantine(STREAM, record_id, reason, message, raw, self.config.fingerprint())
+        self.summary.add_to("quarantined_by_reason", reason)
+        if not self.dry_run:
+            self.store.quarantine(STREAM, record_id, reason, message, raw, self.config.fingerprint())
 
     def _handle(self, raw: dict[str, Any]) -> bool:
         """Returns True once the invoice is fully handled (written, unchanged or deliberately skipped)."""
         invoice = parse_invoice(raw)
         summary = self.summary
         if not invoice.income:
-            summary.skipped_cost += 1
+            summary.add("skipped_cost")
             return True
-        if invoice.kind not in self.config.invoice_kinds:
-            summary.skipped_by_kind[invoice.kind] += 1
+        if invoice.kind not in self.invoice_kinds:
+            summary.add_to("skipped_by_kind", invoice.kind)
             return True
         link = self.store.deal_link(invoice.id)
         if invoice.cancelled and link is None:
-            summary.skipped_cancelled += 1
+            summary.add("skipped_cancelled")
             return True
         mapped, crm_department_id = self.config.crm_department_for(invoice.department_id)
         if not mapped:
@@ -257,9 +336,15 @@ class InvoicesToDeals:
 
     def _write_deal(self, invoice: Invoice, link: DealLink | None, deal: dict[str, Any], digest: str) -> bool:
         summary = self.summary
+        if self.dry_run:
+            if link is None or link.state != "linked":
+                summary.add("deals_created")  # would be created
+            else:
+                summary.add("deals_unchanged" if link.payload_hash == digest else "deals_updated")
+            return True
         if link is not None and link.state == "linked":
             if link.payload_hash == digest:
-                summary.deals_unchanged += 1
+                summary.add("deals_unchanged")
                 return True
             self._update_deal(invoice, link.deal_id, deal, digest)
             return True
@@ -275,7 +360,7 @@ class InvoicesToDeals:
         existing = self._deal_index().get(invoice.id)
         if existing is not None:
             self.store.confirm_deal(invoice.id, existing, link.payload_hash, invoice.updated_at)
-            self.summary.deals_recovered += 1
+            self.summary.add("deals_recovered")
             if link.payload_hash != digest:
                 self._update_deal(invoice, existing, deal, digest)
             return True
@@ -286,17 +371,19 @@ class InvoicesToDeals:
             created = self.crm.create_deal(deal)
         except AmbiguousWriteError as exc:
             log.warning("invoice %s: %s; will look the deal up before creating it again", invoice.id, exc)
-            self._unconfirmed[invoice.id] = (invoice, deal, digest)
+            with self._lock:
+                self._unconfirmed[invoice.id] = (invoice, deal, digest)
             return False
         except ApiRejected:
             self.store.release_claim(invoice.id)  # the CRM refused it: nothing was created
             raise
         deal_id = int(created["id"])
         self.store.confirm_deal(invoice.id, deal_id, digest, invoice.updated_at)
-        if self._deals_by_invoice is not None:
-            self._deals_by_invoice[invoice.id] = deal_id
-        self._unconfirmed.pop(invoice.id, None)
-        self.summary.deals_created += 1
+        with self._lock:
+            if self._deals_by_invoice is not None:
+                self._deals_by_invoice[invoice.id] = deal_id
+            self._unconfirmed.pop(invoice.id, None)
+        self.summary.add("deals_created")
         return True
 
     def _update_deal(self, invoice: Invoice, deal_id: int | None, deal: dict[str, Any], digest: str) -> None:
@@ -308,18 +395,19 @@ class InvoicesToDeals:
                 f"deal {deal_id} of invoice {invoice.id} no longer exists in the CRM; it is not recreated",
             ) from None
         self.store.record_deal_payload(invoice.id, digest, invoice.updated_at)
-        self.summary.deals_updated += 1
+        self.summary.add("deals_updated")
 
     def _deal_index(self, *, reload: bool = False) -> dict[int, int]:
         """invoice id → deal id, from one scan of the CRM's deals; only needed to settle pending creates."""
-        if self._deals_by_invoice is None or reload:
-            index: dict[int, int] = {}
-            for deal in self.crm.iter_deals():
-                invoice_id = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
-                if invoice_id and invoice_id.isdigit():
-                    index.setdefault(int(invoice_id), int(deal["id"]))
-            self._deals_by_invoice = index
-        return self._deals_by_invoice
+        with self._lock:
+            if self._deals_by_invoice is None or reload:
+                index: dict[int, int] = {}
+                for deal in self.crm.iter_deals():
+                    invoice_id = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
+                    if invoice_id and invoice_id.isdigit():
+                        index.setdefault(int(invoice_id), int(deal["id"]))
+                self._deals_by_invoice = index
+            return self._deals_by_invoice
 
     def _settle_pending(self, seen: set[int]) -> None:
         """Confirm or redo every create of ours (or a dead run's) whose outcome is not known yet."""
@@ -338,7 +426,7 @@ class InvoicesToDeals:
                     invoice = self._unconfirmed.pop(link.invoice_id, (None, None, None))[0]
                     updated_at = invoice.updated_at if invoice else None
                     self.store.confirm_deal(link.invoice_id, index[link.invoice_id], link.payload_hash, updated_at)
-                    self.summary.deals_recovered += 1
+                    self.summary.add("deals_recovered")
                 elif link.invoice_id in self._unconfirmed:
                     self._create_deal(*self._unconfirmed[link.invoice_id])
                 elif link.invoice_id not in seen:
@@ -361,17 +449,30 @@ class InvoicesToDeals:
 
     def _crm_clients_index(self, *, reload: bool = False) -> CrmClientIndex:
         """All CRM clients, read once per run and only when an invoice needs a client not linked yet."""
-        if self._crm_clients is None or reload:
-            self._crm_clients = CrmClientIndex(self.crm.iter_clients())
-        return self._crm_clients
+        with self._lock:
+            if self._crm_clients is None or reload:
+                self._crm_clients = CrmClientIndex(self.crm.iter_clients())
+            return self._crm_clients
 
     def _fakturownia_client(self, client_id: int) -> dict[str, Any] | None:
-        if client_id not in self._fakturownia_clients:
-            try:
-                self._fakturownia_clients[client_id] = self.fakturownia.get_client(client_id)
-            except ApiNotFound:
-                self._fakturownia_clients[client_id] = None
-        return self._fakturownia_clients[client_id]
+        """A client card, read one by one while few are needed, then all at once page by page."""
+        with self._lock:
+            if client_id in self._fakturownia_clients:
+                return self._fakturownia_clients[client_id]
+            if self._client_card_reads >= CLIENT_CARDS_BULK_AFTER and not self._all_client_cards_read:
+                for page in self.fakturownia.iter_client_pages_by_update():
+                    self._fakturownia_clients.update({int(card["id"]): card for card in page})
+                self._all_client_cards_read = True
+                if client_id in self._fakturownia_clients:
+                    return self._fakturownia_clients[client_id]
+            self._client_card_reads += 1
+        try:
+            card = self.fakturownia.get_client(client_id)
+        except ApiNotFound:
+            card = None
+        with self._lock:
+            self._fakturownia_clients[client_id] = card
+        return card
 
     def _crm_client_for(self, invoice: Invoice) -> int:
         """The CRM client the invoice's deal belongs to: linked, matched, or created now."""
@@ -400,8 +501,8 @@ class InvoicesToDeals:
             )
         hint = int(party.external_id) if party.external_id.isdigit() else None
         evidence = Evidence(fakturownia_id, hint, tax.key, email)
-        crm_id = self._match_or_create(invoice, party, evidence)
-        return crm_id
+        with self._client_locks.hold(claim_key(evidence)):
+            return self._match_or_create(invoice, party, evidence)
 
     def _match(self, invoice: Invoice, evidence: Evidence, *, reload: bool = False) -> tuple[int | None, str]:
         match = self._crm_clients_index(reload=reload).match(evidence)
@@ -419,6 +520,8 @@ class InvoicesToDeals:
             self._link(invoice, evidence, crm_id, how)
             return crm_id
         key = claim_key(evidence)
+        if self.dry_run:
+            return self._would_create_client(key)
         if not self.store.claim_crm_client(key, self.owner):
             claimed_id, claimed_by, _at = self.store.crm_client_claim(key) or (None, "", None)
             if claimed_id is not None:  # created by an earlier or a concurrent run
@@ -450,7 +553,7 @@ class InvoicesToDeals:
             else:
                 crm_id, how = int(created["id"]), "created"
                 self._crm_clients_index().add(created)
-                self.summary.clients_created += 1
+                self.summary.add("clients_created")
             self.store.confirm_crm_client(key, crm_id)
             self._link(invoice, evidence, crm_id, how)
             return crm_id
@@ -459,11 +562,22 @@ class InvoicesToDeals:
             f"could not confirm the CRM client for invoice {invoice.id} after {CLIENT_CREATE_ATTEMPTS} attempts",
         )
 
+    def _would_create_client(self, key: str) -> int:
+        """Dry run: count the CRM client that would be created and stand in a placeholder id for it."""
+        with self._lock:
+            if key not in self._dry_run_ids:
+                self._dry_run_ids[key] = -(len(self._dry_run_ids) + 1)
+                self.summary.add("clients_created")
+            return self._dry_run_ids[key]
+
     def _link(self, invoice: Invoice, evidence: Evidence, crm_id: int, how: str) -> None:
         """Record the one-to-one client link; a CRM client already linked elsewhere goes to review."""
         fakturownia_id = evidence.fakturownia_client_id
         if fakturownia_id is None:
             return  # a buyer without a client card: matched again by NIP/e-mail next time
+        if self.dry_run:
+            self.summary.add("clients_linked")
+            return
         if not self.store.link_clients(fakturownia_id, crm_id, how):
             existing = self.store.client_link(fakturownia_id)
             if existing is not None and existing.crm_client_id == crm_id:
@@ -474,7 +588,7 @@ class InvoicesToDeals:
                 "but one of them is already linked to another client",
             )
         if how != "created":
-            self.summary.clients_linked += 1
+            self.summary.add("clients_linked")
 
 
 def claim_key(evidence: Evidence) -> str:
@@ -484,3 +598,9 @@ def claim_key(evidence: Evidence) -> str:
     if evidence.tax_key:
         return f"nip:{evidence.tax_key}"
     return f"email:{evidence.email}"
+
+
+def _wait_all(futures: list[Future]) -> None:
+    """Wait for a page's invoices; the first error (an unreachable or refusing API) fails the run."""
+    for future in futures:
+        future.result()

@@ -1,7 +1,11 @@
-"""What a run did, counted: returned by the task (XCom), logged, stored with the run, printed by the demo."""
+"""What a run did, counted: returned by the task (XCom), logged, stored with the run, printed by the demo.
+
+Counters are updated from several writer threads, so they change only through `add` / `add_to`.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +15,8 @@ from typing import Any
 class RunSummary:
     stream: str
     status: str = "running"
+    dry_run: bool = False
+    window: str | None = None
     invoices_seen: int = 0
     deals_created: int = 0
     deals_updated: int = 0
@@ -32,11 +38,19 @@ class RunSummary:
     cursor_before: str | None = None
     cursor_after: str | None = None
     duration_seconds: float = 0.0
-    dry_run: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def add_to(self, name: str, key: str, amount: int = 1) -> None:
+        with self._lock:
+            getattr(self, name)[key] += amount
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (an XCom value and a state-DB column)."""
-        data = dict(self.__dict__)
+        data = {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
         data["skipped_by_kind"] = dict(sorted(self.skipped_by_kind.items()))
         data["quarantined_by_reason"] = dict(sorted(self.quarantined_by_reason.items()))
         return data

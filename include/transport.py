@@ -130,7 +130,12 @@ class ApiTransport:
         self.account = account
         self.policy = policy or RetryPolicy()
         self.budget = budget or RateBudget(None)
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Room for the CRM writer threads: one pooled connection each, none opened and dropped per call.
+            session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32))
+            session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32))
+        self.session = session
         self.session.headers.update({"Accept": "application/json", "User-Agent": "fakturownia-crm-sync"})
         self._sleep = sleep
         self._lock = threading.Lock()

@@ -78,8 +78,8 @@ def _writes(sandbox: SandboxProcess) -> int:
     return sum(sandbox.stats("sugester")["writes"].values())
 
 
-def start_worker(sandbox: SandboxProcess, state_url: str, owner: str) -> subprocess.Popen:
-    """One sync in a process of its own (see tests/engine_runner.py)."""
+def start_worker(sandbox: SandboxProcess, state_url: str, owner: str, log: Path) -> subprocess.Popen:
+    """One sync in a process of its own (see tests/engine_runner.py); its stderr goes to `log`."""
     spec = {
         "fakturownia_url": sandbox.fakturownia_url,
         "fakturownia_token": sandbox.fakturownia_token,
@@ -89,7 +89,8 @@ def start_worker(sandbox: SandboxProcess, state_url: str, owner: str) -> subproc
         "owner": owner,
     }
     command = [sys.executable, "-m", "tests.engine_runner", json.dumps(spec)]
-    return subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+    with log.open("ab") as stderr:
+        return subprocess.Popen(command, cwd=ROOT, stderr=stderr)
 
 
 def test_sigkill_mid_run_then_rerun_leaves_no_duplicate_and_no_gap(tmp_path: Path) -> None:
@@ -99,7 +100,7 @@ def test_sigkill_mid_run_then_rerun_leaves_no_duplicate_and_no_gap(tmp_path: Pat
     with SandboxProcess(**SIZE, latency_ms=2) as sandbox:
         for share in (0.15, 0.45, 0.75):  # three kills at different points, as in a flaky worker pool
             kill_at = int(share * clean_writes)
-            worker = start_worker(sandbox, state_url, owner)
+            worker = start_worker(sandbox, state_url, owner, tmp_path / "worker.log")
             deadline = time.monotonic() + 120
             while _writes(sandbox) < kill_at and worker.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -121,9 +122,10 @@ def test_overlapping_runs_do_not_duplicate(tmp_path: Path) -> None:
     expected, _ = clean_run(tmp_path)
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with SandboxProcess(**SIZE, latency_ms=2) as sandbox:
-        workers = [start_worker(sandbox, state_url, f"dag/run-{n}") for n in (1, 2)]
-        for worker in workers:
-            assert worker.wait(timeout=300) == 0
+        logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
+        workers = [start_worker(sandbox, state_url, f"dag/run-{n}", log) for n, log in zip((1, 2), logs, strict=True)]
+        for worker, log in zip(workers, logs, strict=True):
+            assert worker.wait(timeout=300) == 0, log.read_text()[-3000:]
         store = StateStore.open(state_url)
         later = make_sync(sandbox, store, owner="dag/run-3").run()  # picks up anything a run deferred
         got = crm_picture(sandbox)

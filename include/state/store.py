@@ -8,6 +8,7 @@ database with other applications.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -16,8 +17,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from include.state.schema import (
     backfill_windows,
@@ -31,6 +32,8 @@ from include.state.schema import (
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "fakturownia_sync_alembic_version"
+MIGRATION_LOCK_KEY = 0x66616B74  # any constant shared by all workers of this project
+MIGRATION_ATTEMPTS = 5
 
 
 def utcnow() -> datetime:
@@ -97,12 +100,24 @@ class StateStore:
         return store
 
     def migrate(self) -> None:
+        """Upgrade to the newest schema. Safe when several workers open a new database at the same moment:
+        PostgreSQL serialises them with an advisory lock; on SQLite the loser of the race retries and
+        finds the schema already there."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["version_table"] = VERSION_TABLE
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        for attempt in range(1, MIGRATION_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as connection:
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                return
+            except DBAPIError:
+                if attempt == MIGRATION_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
 
     def close(self) -> None:
         self.engine.dispose()
