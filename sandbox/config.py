@@ -25,6 +25,7 @@ class SandboxConfig:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     error_body_rate: float = 0.0
+    rate_limit_rate: float = 0.0
     fakturownia_token: str = DEFAULT_FAKTUROWNIA_TOKEN
     sugester_token: str = DEFAULT_SUGESTER_TOKEN
     state_file: Path | None = None
@@ -36,6 +37,7 @@ class SandboxConfig:
             "error_rate": self.error_rate,
             "drop_rate": self.drop_rate,
             "error_body_rate": self.error_body_rate,
+            "rate_limit_rate": self.rate_limit_rate,
         }
 
 
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--error-rate", type=_rate, default=defaults.error_rate, help="share of requests answered 500/502/503")
     add("--drop-rate", type=_rate, default=defaults.drop_rate, help="share of requests cut off after the handler ran")
     add("--error-body-rate", type=_rate, default=defaults.error_body_rate, help="share answered 200 + error body")
+    add("--rate-limit-rate", type=_rate, default=defaults.rate_limit_rate, help="share answered 429 at random")
     add("--fakturownia-token", default=defaults.fakturownia_token, help="api_token Fakturownia accepts")
     add("--sugester-token", default=defaults.sugester_token, help="api_token Sugester accepts")
     add("--state-file", type=Path, default=None, help="load state from here if it exists; save here on exit")

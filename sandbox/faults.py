@@ -4,7 +4,8 @@ Applied per request in a fixed order, latency → rate limit → error →
 error-in-200 → handler → drop, so each knob has a precise meaning for the
 retry logic under test:
 
-* a 429 or a 5xx is answered before the handler runs, so nothing was written;
+* a 429 (from the ``rpm`` bucket, or at random at ``rate_limit_rate``) or a 5xx is answered before the
+  handler runs, so nothing was written;
 * an error in an HTTP 200 body also skips the handler;
 * a drop happens *after* the handler ran, so the write landed although the
   client saw a broken connection: exactly the case idempotent retries exist for.
@@ -46,6 +47,7 @@ class FaultKnobs:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     error_body_rate: float = 0.0
+    rate_limit_rate: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,6 +145,12 @@ class FaultMiddleware:
                 body = self.vendor.error_body("Rate limit exceeded")
                 await self._answer(json_response(body, 429, {"Retry-After": str(wait)}), scope, receive, send)
                 return
+
+        if injector.roll(knobs.rate_limit_rate):
+            stats.fault("rate_limited")
+            body = self.vendor.error_body("Rate limit exceeded")
+            await self._answer(json_response(body, 429, {"Retry-After": "1"}), scope, receive, send)
+            return
 
         if injector.roll(knobs.error_rate):
             stats.fault("error")

@@ -51,6 +51,7 @@ class SandboxProcess:
         error_rate: float = 0.0,
         drop_rate: float = 0.0,
         error_body_rate: float = 0.0,
+        rate_limit_rate: float = 0.0,
         state_file: str | os.PathLike[str] | None = None,
         fakturownia_port: int = 0,
         sugester_port: int = 0,
@@ -82,6 +83,7 @@ class SandboxProcess:
             "--error-rate", str(error_rate),
             "--drop-rate", str(drop_rate),
             "--error-body-rate", str(error_body_rate),
+            "--rate-limit-rate", str(rate_limit_rate),
             "--fakturownia-token", fakturownia_token,
             "--sugester-token", sugester_token,
         ]  # fmt: skip
@@ -212,7 +214,8 @@ class SandboxProcess:
         return response.json()
 
     def set_faults(self, api: str | None = None, **knobs: float) -> dict[str, Any]:
-        """Change fault knobs (latency_ms, rpm, error_rate, drop_rate, error_body_rate).
+        """Change fault knobs (latency_ms, rpm, error_rate, drop_rate, error_body_rate,
+        rate_limit_rate).
 
         Returns the resulting knobs of ``api``, or ``{api: knobs}`` for both when ``api`` is None.
         """
