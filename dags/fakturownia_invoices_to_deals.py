@@ -46,7 +46,7 @@ def fakturownia_invoices_to_deals() -> None:
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(execution_timeout=timedelta(hours=2))
+    @task(pool="sugester_api", execution_timeout=timedelta(hours=2))
     def sync_invoices_to_deals() -> dict:
         return tasks.sync_invoices_to_deals()
 

@@ -24,13 +24,21 @@ DEMO_CONFIG = {
 }
 
 
+# Each API-calling task holds one slot of the pool of the API it writes most, so slots bound how many
+# processes call that API at once across all workers; each process keeps to `requests_per_minute`.
+POOLS = {
+    "sugester_api": (4, "Tasks writing to the CRM (invoices→deals, backfill windows)"),
+    "fakturownia_api": (2, "Tasks writing to Fakturownia (two-way client sync)"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sandbox", type=Path, required=True, help="JSON file with the sandbox URLs and tokens")
     args = parser.parse_args()
     sandbox = json.loads(args.sandbox.read_text())
 
-    from airflow.models import Connection, Variable
+    from airflow.models import Connection, Pool, Variable
     from airflow.utils.db import upgradedb
     from airflow.utils.session import create_session
 
@@ -46,7 +54,12 @@ def main() -> None:
                 Connection(conn_id=conn_id, conn_type="http", host=url, password=token, description=description)
             )
     Variable.set("fakturownia_sync_config", json.dumps(DEMO_CONFIG, indent=2))
-    print("Airflow ready: connections fakturownia_default, sugester_default and Variable fakturownia_sync_config set.")
+    for name, (slots, description) in POOLS.items():
+        Pool.create_or_update_pool(name, slots, description, include_deferred=False)
+    print(
+        "Airflow ready: connections fakturownia_default, sugester_default, Variable fakturownia_sync_config, "
+        f"pools {', '.join(POOLS)}."
+    )
 
 
 if __name__ == "__main__":

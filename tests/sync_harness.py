@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from include.accounts import FAKTUROWNIA, SUGESTER, resolve_account
 from include.config import SyncConfig, load_config
 from include.deal_mapping import FAKTUROWNIA_INVOICE_KEY
+from include.errors import ApiUnavailable
 from include.fakturownia_client import FakturowniaClient
-from include.invoices_to_deals import InvoicesToDeals
+from include.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
 from include.state import StateStore
 from include.sugester_client import SugesterClient, external_ids_of
 from include.transport import RetryPolicy
 from scripts.airflow_setup import DEMO_CONFIG
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Quick retries so fault tests finish fast; Retry-After from a 429 is still honoured.
 FAST_RETRIES = RetryPolicy(max_attempts=12, backoff_initial=0.01, backoff_max=0.2, read_timeout=20.0)
@@ -87,3 +93,32 @@ def expected_candidates(sandbox: Any, config: SyncConfig) -> set[int]:
         and invoice.get("kind") in config.invoice_kinds
         and not invoice.get("cancelled")
     }
+
+
+def run_like_airflow(sandbox: Any, store: StateStore, owner: str, tries: int = 6) -> dict[str, Any]:
+    """Run the sync, retrying the whole task on the errors Airflow's task retries exist for."""
+    for _ in range(tries):
+        try:
+            return make_sync(sandbox, store, owner=owner).run()
+        except (UnconfirmedWrites, ApiUnavailable):
+            continue
+    raise AssertionError(f"the sync did not finish in {tries} tries")
+
+
+def start_worker(
+    sandbox: Any, state_url: str, owner: str, log: Path, window: tuple[str, str] | None = None
+) -> subprocess.Popen:
+    """One sync (a backfill window if given) in a process of its own (tests/engine_runner.py); stderr → `log`."""
+    spec = {
+        "fakturownia_url": sandbox.fakturownia_url,
+        "fakturownia_token": sandbox.fakturownia_token,
+        "sugester_url": sandbox.sugester_url,
+        "sugester_token": sandbox.sugester_token,
+        "state_url": state_url,
+        "owner": owner,
+    }
+    if window is not None:
+        spec["window"] = list(window)
+    command = [sys.executable, "-m", "tests.engine_runner", json.dumps(spec)]
+    with log.open("ab") as stderr:
+        return subprocess.Popen(command, cwd=ROOT, stderr=stderr)

@@ -7,7 +7,6 @@ cases are tested directly in the other modules.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -19,29 +18,10 @@ import pytest
 from include.state import StateStore
 from sandbox.process import SandboxProcess
 from scripts.airflow_setup import DEMO_CONFIG
+from tests.airflow_harness import FAKTUROWNIA_TOKEN, ROOT, SUGESTER_TOKEN, connections_env, dags_test
 from tests.sync_harness import deals_by_invoice, duplicates
 
-ROOT = Path(__file__).resolve().parents[1]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-DAG_IDS = {"fakturownia_invoices_to_deals"}
-FAKTUROWNIA_TOKEN = "fkTok3n-E2E-9f8e7d/sandbox"
-SUGESTER_TOKEN = "sgTok3n-E2E-1a2b3c/sandbox"
-
-
-@pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}",
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return env
+DAG_IDS = {"fakturownia_invoices_to_deals", "fakturownia_backfill"}
 
 
 @pytest.fixture(scope="module")
@@ -49,26 +29,6 @@ def sandbox() -> Iterator[SandboxProcess]:
     tokens = {"fakturownia_token": FAKTUROWNIA_TOKEN, "sugester_token": SUGESTER_TOKEN}
     with SandboxProcess(seed=3, clients=40, invoices=200, crm_clients=10, **tokens) as running:
         yield running
-
-
-def connections_env(sandbox: SandboxProcess, state_db: Path, fakturownia_token: str = FAKTUROWNIA_TOKEN) -> dict:
-    def conn(url: str, token: str) -> str:
-        return json.dumps({"conn_type": "http", "host": url, "password": token})
-
-    return {
-        "AIRFLOW_CONN_FAKTUROWNIA_DEFAULT": conn(sandbox.fakturownia_url, fakturownia_token),
-        "AIRFLOW_CONN_SUGESTER_DEFAULT": conn(sandbox.sugester_url, SUGESTER_TOKEN),
-        "AIRFLOW_CONN_FAKTUROWNIA_SYNC_DB": json.dumps(
-            {"conn_type": "generic", "extra": {"url": f"sqlite:///{state_db}"}}
-        ),
-        "AIRFLOW_VAR_FAKTUROWNIA_SYNC_CONFIG": json.dumps(DEMO_CONFIG),
-    }
-
-
-def dags_test(env: dict[str, str], dag_id: str = "fakturownia_invoices_to_deals") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [AIRFLOW, "dags", "test", dag_id], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
-    )
 
 
 def test_dagbag_imports_cleanly(airflow_env: dict[str, str]) -> None:

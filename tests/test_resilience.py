@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from include.errors import ApiUnavailable
-from include.invoices_to_deals import UnconfirmedWrites
 from include.state import StateStore
 from sandbox.process import SandboxProcess
-from tests.sync_harness import crm_picture, deals_by_invoice, duplicates, make_sync
+from tests.sync_harness import crm_picture, deals_by_invoice, duplicates, make_sync, run_like_airflow, start_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = {"seed": 5, "clients": 60, "invoices": 400, "crm_clients": 20}
-
-
-def run_like_airflow(sandbox: SandboxProcess, store: StateStore, owner: str, tries: int = 6) -> dict[str, Any]:
-    """Run the sync, retrying the whole task on the errors Airflow's task retries exist for."""
-    for _ in range(tries):
-        try:
-            return make_sync(sandbox, store, owner=owner).run()
-        except (UnconfirmedWrites, ApiUnavailable):
-            continue
-    raise AssertionError(f"the sync did not finish in {tries} tries")
 
 
 def clean_run(tmp_path: Path) -> tuple[dict[str, Any], int]:
@@ -76,21 +61,6 @@ def test_deal_created_but_not_recorded_is_found_not_duplicated(tmp_path: Path) -
 
 def _writes(sandbox: SandboxProcess) -> int:
     return sum(sandbox.stats("sugester")["writes"].values())
-
-
-def start_worker(sandbox: SandboxProcess, state_url: str, owner: str, log: Path) -> subprocess.Popen:
-    """One sync in a process of its own (see tests/engine_runner.py); its stderr goes to `log`."""
-    spec = {
-        "fakturownia_url": sandbox.fakturownia_url,
-        "fakturownia_token": sandbox.fakturownia_token,
-        "sugester_url": sandbox.sugester_url,
-        "sugester_token": sandbox.sugester_token,
-        "state_url": state_url,
-        "owner": owner,
-    }
-    command = [sys.executable, "-m", "tests.engine_runner", json.dumps(spec)]
-    with log.open("ab") as stderr:
-        return subprocess.Popen(command, cwd=ROOT, stderr=stderr)
 
 
 def test_sigkill_mid_run_then_rerun_leaves_no_duplicate_and_no_gap(tmp_path: Path) -> None:

@@ -1,0 +1,97 @@
+"""
+### Fakturownia history → CRM (backfill)
+
+Triggered by hand (**Trigger DAG** shows the form). Brings invoices issued between `date_from` and
+`date_to` across as CRM deals, one window (`month` by default) per mapped task, so the grid shows progress
+window by window and a failed window is retried alone.
+
+- **Finished windows are recorded** in the state DB; triggering again skips them unless `reprocess` is set.
+- **Safe next to the scheduled DAGs**: the same claims and external ids as `fakturownia_invoices_to_deals`,
+  so running both at once duplicates nothing.
+- **`dry_run`** reads everything and writes nothing (neither to the APIs nor to the state DB); the totals
+  say how many deals and clients would be created.
+- **Throughput**: each window writes to the CRM with `crm_write_concurrency` threads inside the
+  `requests_per_minute` budget of `fakturownia_sync_config`; windows run in the `sugester_api` pool, whose
+  slots bound how many processes call the CRM at once across all workers.
+- `entities`: `invoices` (windows). `clients` runs the full two-way client sync once, before the windows,
+  when that DAG's engine is present.
+
+CLI: `airflow dags trigger fakturownia_backfill -c '{"date_from": "2024-01-01", "date_to": "2024-12-31"}'`
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from fakturownia_sync_airflow import backfill_tasks, tasks
+from include.config import DEFAULT_INVOICE_KINDS, INVOICE_KINDS
+from include.windows import WINDOW_SIZES
+
+
+@dag(
+    dag_id="fakturownia_backfill",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["fakturownia", "crm", "backfill"],
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=1)},
+    params={
+        "date_from": Param(
+            date(date.today().year - 3, 1, 1).isoformat(),
+            type="string",
+            format="date",
+            title="Issued from",
+            description="First issue date to bring across (YYYY-MM-DD).",
+        ),
+        "date_to": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Issued to",
+            description="Last issue date (inclusive); empty: today.",
+        ),
+        "entities": Param(
+            ["invoices"],
+            type="array",
+            items={"type": "string", "enum": ["clients", "invoices"]},
+            title="What to bring across",
+        ),
+        "invoice_kinds": Param(
+            DEFAULT_INVOICE_KINDS,
+            type="array",
+            items={"type": "string", "enum": list(INVOICE_KINDS)},
+            title="Invoice kinds",
+            description="Defaults to the usual kinds; the config Variable's kinds apply when this is emptied.",
+        ),
+        "window": Param("month", enum=list(WINDOW_SIZES), title="Window size"),
+        "dry_run": Param(False, type="boolean", title="Dry run (write nothing)"),
+        "reprocess": Param(False, type="boolean", title="Redo windows finished earlier"),
+    },
+)
+def fakturownia_backfill() -> None:
+    @task(retries=0)
+    def check_setup() -> dict:
+        return tasks.check_setup()
+
+    @task(retries=0)
+    def plan_windows() -> list[dict]:
+        return backfill_tasks.plan_backfill()
+
+    @task(pool="sugester_api", max_active_tis_per_dagrun=4, execution_timeout=timedelta(hours=6))
+    def backfill_window(window: dict) -> dict:
+        return backfill_tasks.backfill_invoice_window(window)
+
+    @task(trigger_rule="none_failed")
+    def report(summaries: list[dict]) -> dict:
+        return backfill_tasks.report_backfill(summaries)
+
+    windows = plan_windows()
+    check_setup() >> windows
+    report(backfill_window.expand(window=windows))
+
+
+fakturownia_backfill()

@@ -1,0 +1,115 @@
+"""The backfill: Params, windows and their ledger, dry runs, overlap with the scheduled sync, the DAG."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from include.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+from include.config import load_config
+from include.errors import ConfigError
+from include.state import StateStore
+from sandbox.process import SandboxProcess
+from tests.airflow_harness import connections_env, dags_test
+from tests.sync_harness import crm_picture, deals_by_invoice, duplicates, make_sync, run_like_airflow, start_worker
+
+TODAY = date(2026, 11, 25)
+SIZE = {"seed": 21, "clients": 50, "invoices": 300, "crm_clients": 15}
+HISTORY = (date(2023, 10, 1), date(2026, 11, 30))  # the sandbox issues invoices over the 3 years to Nov 2026
+
+
+def request(**params) -> BackfillRequest:
+    return BackfillRequest.from_params({"date_from": "2024-01-01", **params}, load_config(None), TODAY)
+
+
+def test_params_are_validated_by_name() -> None:
+    plain = request()
+    assert (plain.date_to, plain.window, plain.dry_run) == (TODAY, "month", False)
+    assert plain.invoice_kinds == ("vat", "vat_margin", "advance", "final", "receipt")
+    assert plain.scope == "advance,final,receipt,vat,vat_margin"
+    for params, name in (
+        ({"date_from": "2024-13-01"}, "date_from"),
+        ({"date_to": "2023-01-01"}, "date_to"),
+        ({"entities": ["deals"]}, "entities"),
+        ({"invoice_kinds": ["vat", "nope"]}, "invoice_kinds"),
+        ({"window": "fortnight"}, "window"),
+    ):
+        with pytest.raises(ConfigError, match=f"'{name}'"):
+            request(**params)
+
+
+def test_finished_windows_are_skipped_unless_reprocessed(tmp_path: Path) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    wanted = request(date_to="2024-03-31")
+    windows, skipped = plan_invoice_windows(wanted, store)
+    assert [w["date_from"] for w in windows] == ["2024-01-01", "2024-02-01", "2024-03-01"] and skipped == 0
+    record_finished_window(wanted, store, windows[1], {"status": "success"})
+    windows, skipped = plan_invoice_windows(wanted, store)
+    assert [w["date_from"] for w in windows] == ["2024-01-01", "2024-03-01"] and skipped == 1
+    assert len(plan_invoice_windows(request(date_to="2024-03-31", reprocess=True), store)[0]) == 3
+    # Other kinds are other work: the ledger does not skip them.
+    assert len(plan_invoice_windows(request(date_to="2024-03-31", invoice_kinds=["vat"]), store)[0]) == 3
+    with pytest.raises(ConfigError, match="window"):
+        plan_invoice_windows(request(date_from="2023-01-01", window="day"), store)
+    store.close()
+
+
+def test_dry_run_writes_nothing_and_counts_what_it_would_create(tmp_path: Path) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    with SandboxProcess(**SIZE) as sandbox:
+        dry = make_sync(sandbox, store, owner="backfill/dry")
+        dry.dry_run = True
+        planned = dry.run_window(*HISTORY)
+        assert sandbox.stats("sugester")["writes"] == {}
+        assert store.count_deal_links() == 0 and store.last_run("invoices_to_deals") is None
+        assert store.open_quarantine_counts("invoices_to_deals") == {}
+        real = make_sync(sandbox, store, owner="backfill/real").run_window(*HISTORY)
+    assert planned["deals_created"] == real["deals_created"] > 0
+    assert planned["clients_created"] == real["clients_created"]
+    assert planned["quarantined_by_reason"] == real["quarantined_by_reason"]
+    store.close()
+
+
+def test_backfill_and_scheduled_sync_at_once_duplicate_nothing(tmp_path: Path) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'clean.db'}")
+    with SandboxProcess(**SIZE) as clean:
+        make_sync(clean, store).run()
+        expected = crm_picture(clean)
+    store.close()
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    with SandboxProcess(**SIZE, latency_ms=2) as sandbox:
+        scheduled = start_worker(sandbox, state_url, "fakturownia_invoices_to_deals/scheduled", tmp_path / "a.log")
+        backfill_windows = [("2023-10-01", "2024-12-31"), ("2025-01-01", "2026-11-30")]
+        backfills = [
+            start_worker(sandbox, state_url, f"fakturownia_backfill/manual/{n}", tmp_path / f"b{n}.log", window=w)
+            for n, w in enumerate(backfill_windows)
+        ]
+        for worker in (scheduled, *backfills):
+            assert worker.wait(timeout=300) == 0
+        store = StateStore.open(state_url)
+        run_like_airflow(sandbox, store, owner="fakturownia_invoices_to_deals/next")  # finishes anything deferred
+        store.close()
+        assert duplicates(deals_by_invoice(sandbox)) == {}
+        assert crm_picture(sandbox) == expected
+
+
+def test_backfill_dag_maps_windows_and_a_retrigger_skips_them(airflow_env, tmp_path: Path) -> None:
+    with SandboxProcess(**SIZE) as sandbox:
+        env = {**airflow_env, **connections_env(sandbox, tmp_path / "state.db")}
+        conf = {"date_from": "2023-10-01", "date_to": "2026-11-30", "window": "year"}
+        first = dags_test(env, "fakturownia_backfill", conf)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        grouped = deals_by_invoice(sandbox)
+        assert grouped and duplicates(grouped) == {}
+        store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+        scope = "advance,final,receipt,vat,vat_margin"
+        assert len(store.finished_windows("invoices", scope)) == 4  # 2023, 2024, 2025, 2026
+        store.close()
+        sandbox.reset_stats()
+        again = dags_test(env, "fakturownia_backfill", conf)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert "0 window(s) to do, 4 skipped" in again.stdout + again.stderr
+        assert sandbox.stats("sugester")["writes"] == {}
+        assert len(deals_by_invoice(sandbox)) == len(grouped)
