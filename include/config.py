@@ -92,8 +92,10 @@ class SyncConfig(_Strict):
         return False, None
 
     def fingerprint(self) -> str:
-        """A short hash of the effective config; quarantine entries remember it to see config changes."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """A short hash of the settings that decide a record's outcome (not of throughput knobs);
+        quarantine entries remember it, so a config change that could fix them retries them."""
+        decisive = self.model_dump(include={"invoice_kinds", "department_map", "no_department", "deal_amount"})
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -1,0 +1,279 @@
+"""`make bench`: throughput, API calls and memory of the sync against the sandbox, measured and printed.
+
+Scenarios (each measured in a fresh process, so peak RSS belongs to that scenario alone):
+  a  backfill of 10,000 invoices, sandbox at 150 ms latency and 1,000 requests/minute per API
+  b  the same engine over 200,000 invoices with a higher limit, for memory
+  c  an incremental run with nothing changed
+  d  an incremental run with 1% of the invoices changed
+
+"Minimum calls" is what any correct sync must send: one list read per 100 invoices and per 100 client
+cards, one CRM client scan, one write per deal and per client created. The rate-limit floor is the
+minimum calls of the busier API divided by its limit. Writes a JSON file next to the printed table.
+
+    python -m scripts.bench [--scenarios a b c d] [--repeat 3] [--json bench-results/bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HISTORY = (date(2023, 10, 1), date(2026, 11, 30))
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "a": {
+        "title": "backfill 10k invoices, 150 ms, 1000 rpm",
+        "sandbox": {"invoices": 10_000, "clients": 1_000, "crm_clients": 300, "latency_ms": 150, "rpm": 1000},
+        "rpm": 1000,
+        "concurrency": 8,
+    },
+    "b": {
+        "title": "backfill 200k invoices, 5 ms, 120k rpm (memory)",
+        "sandbox": {"invoices": 200_000, "clients": 2_000, "crm_clients": 300, "latency_ms": 5, "rpm": 120_000},
+        "rpm": 120_000,
+        "concurrency": 16,
+    },
+    "c": {
+        "title": "incremental, nothing changed",
+        "sandbox": {"invoices": 10_000, "clients": 1_000, "crm_clients": 300, "latency_ms": 150, "rpm": 1000},
+        "rpm": 1000,
+        "concurrency": 8,
+    },
+    "d": {
+        "title": "incremental, 1% of invoices changed",
+        "sandbox": {"invoices": 10_000, "clients": 1_000, "crm_clients": 300, "latency_ms": 150, "rpm": 1000},
+        "rpm": 1000,
+        "concurrency": 8,
+    },
+}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}, {platform.system()}"
+
+
+# The measured part runs in a child process ------------------------------------------------------------
+
+
+def _engine(sandbox: dict[str, Any], state_url: str, rpm: int, concurrency: int, owner: str):
+    from include.accounts import FAKTUROWNIA, SUGESTER, resolve_account
+    from include.config import load_config
+    from include.fakturownia_client import FakturowniaClient
+    from include.invoices_to_deals import InvoicesToDeals
+    from include.state import StateStore
+    from include.sugester_client import SugesterClient
+    from scripts.airflow_setup import DEMO_CONFIG
+
+    config = load_config(
+        {
+            **DEMO_CONFIG,
+            "requests_per_minute": {"fakturownia": rpm, "sugester": rpm},
+            "crm_write_concurrency": concurrency,
+        }
+    )
+    fakturownia = FakturowniaClient.connect(
+        resolve_account(FAKTUROWNIA, token=sandbox["fakturownia_token"], host=sandbox["fakturownia_url"]),
+        requests_per_minute=rpm,
+    )
+    crm = SugesterClient.connect(
+        resolve_account(SUGESTER, token=sandbox["sugester_token"], host=sandbox["sugester_url"]),
+        requests_per_minute=rpm,
+    )
+    store = StateStore.open(state_url)
+    return store, config, lambda: InvoicesToDeals(fakturownia, crm, store, config, owner=owner)
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measured step against an already running sandbox; print the result as JSON."""
+    from include.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+
+    store, config, engine = _engine(spec["sandbox"], spec["state_url"], spec["rpm"], spec["concurrency"], spec["step"])
+    started = time.monotonic()
+    totals: dict[str, int] = {}
+    if spec["step"] == "backfill":
+        params = {"date_from": HISTORY[0].isoformat(), "date_to": HISTORY[1].isoformat(), "window": "month"}
+        request = BackfillRequest.from_params(params, config, HISTORY[1])
+        windows, _ = plan_invoice_windows(request, store)
+        for window in windows:
+            sync = engine()
+            summary = sync.run_window(date.fromisoformat(window["date_from"]), date.fromisoformat(window["date_to"]))
+            record_finished_window(request, store, window, summary)
+            for key in ("deals_created", "deals_updated", "clients_created", "invoices_seen"):
+                totals[key] = totals.get(key, 0) + summary[key]
+    else:  # an incremental run
+        summary = engine().run()
+        totals = {key: summary[key] for key in ("deals_created", "deals_updated", "clients_created", "invoices_seen")}
+    wall = time.monotonic() - started
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    store.close()
+    return {"wall_seconds": round(wall, 2), "peak_rss_mb": round(peak_rss_mb, 1), **totals}
+
+
+def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.bench", "--child", json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark step {spec['step']} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# The harness ------------------------------------------------------------------------------------------
+
+
+def _minimum_calls(sandbox, result: dict[str, Any], crm_clients: int) -> dict[str, int]:
+    invoices = sandbox.dump("fakturownia")
+    selected = [
+        i
+        for i in invoices["invoices"]
+        if i.get("income") is not False and i.get("kind") in ("vat", "vat_margin", "advance", "final", "receipt")
+    ]
+    return {
+        "fakturownia": math.ceil(len(selected) / 100) + math.ceil(len(invoices["clients"]) / 100),
+        "sugester": result["deals_created"] + result["clients_created"] + math.ceil(crm_clients / 100) + 1,
+    }
+
+
+def measure(name: str, repeat: int, scale: float = 1.0) -> dict[str, Any]:
+    from sandbox.process import SandboxProcess
+
+    scenario = dict(SCENARIOS[name])
+    scenario["sandbox"] = {
+        key: max(1, int(value * scale)) if key in ("invoices", "clients", "crm_clients") else value
+        for key, value in scenario["sandbox"].items()
+    }
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp, SandboxProcess(seed=42, **scenario["sandbox"]) as sandbox:
+            info = {
+                "fakturownia_url": sandbox.fakturownia_url,
+                "fakturownia_token": sandbox.fakturownia_token,
+                "sugester_url": sandbox.sugester_url,
+                "sugester_token": sandbox.sugester_token,
+            }
+            spec = {
+                "sandbox": info,
+                "state_url": f"sqlite:///{tmp}/state.db",
+                "rpm": scenario["rpm"],
+                "concurrency": scenario["concurrency"],
+            }
+            if name in ("c", "d"):  # history synced and the cursor set first; not measured
+                sandbox.set_faults(latency_ms=0, rpm=0)
+                _run_child({**spec, "step": "incremental", "rpm": 0})
+                sandbox.set_faults(latency_ms=scenario["sandbox"]["latency_ms"], rpm=scenario["rpm"])
+            if name == "d":
+                _touch_invoices(sandbox, share=0.01)
+            sandbox.reset_stats()
+            result = _run_child({**spec, "step": "backfill" if name in ("a", "b") else "incremental"})
+            stats = {api: sandbox.stats(api) for api in ("fakturownia", "sugester")}
+            result["api_calls"] = {api: stats[api]["requests"] for api in stats}  # as the server counted them
+            result["writes"] = sum(stats["sugester"]["writes"].values())
+            result["rate_limited"] = {api: stats[api]["faults"]["rate_limited"] for api in stats}
+            if name in ("a", "b"):
+                minimum = _minimum_calls(sandbox, result, scenario["sandbox"]["crm_clients"])
+                result["minimum_calls"] = minimum
+                floor = max(minimum.values()) / scenario["rpm"] * 60
+                result["floor_seconds"] = round(floor, 1)
+                result["vs_floor"] = round(result["wall_seconds"] / floor, 3)
+            runs.append(result)
+    median = {key: statistics.median(run[key] for run in runs) for key in ("wall_seconds", "peak_rss_mb")}
+    if name in ("a", "b"):
+        median["vs_floor"] = statistics.median(run["vs_floor"] for run in runs)
+    return {"scenario": name, "title": scenario["title"], "median": median, "runs": runs}
+
+
+def _touch_invoices(sandbox, share: float) -> None:
+    """Edit `share` of the sales invoices through the API, as users would."""
+    import requests
+
+    invoices = [i for i in sandbox.dump("fakturownia")["invoices"] if i.get("income") is not False]
+    step = max(1, round(1 / share))
+    for invoice in invoices[::step]:
+        requests.put(
+            f"{sandbox.fakturownia_url}/invoices/{invoice['id']}.json",
+            json={"api_token": sandbox.fakturownia_token, "invoice": {"price_gross": "1234.56"}},
+            timeout=30,
+        ).raise_for_status()
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'scenario':<50} {'wall s':>8} {'vs floor':>8} {'calls F/S':>13} {'min F/S':>13} {'writes':>7} {'RSS MB':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for result in results:
+        run = sorted(result["runs"], key=lambda r: r["wall_seconds"])[len(result["runs"]) // 2]
+        calls = f"{run['api_calls']['fakturownia']}/{run['api_calls']['sugester']}"
+        minimum = run.get("minimum_calls")
+        minimum_text = f"{minimum['fakturownia']}/{minimum['sugester']}" if minimum else "-"
+        vs_floor = f"{result['median']['vs_floor']:.2f}x" if "vs_floor" in result["median"] else "-"
+        lines.append(
+            f"{result['scenario'] + ' ' + result['title']:<50} {result['median']['wall_seconds']:>8.1f} "
+            f"{vs_floor:>8} {calls:>13} {minimum_text:>13} {run['writes']:>7} {result['median']['peak_rss_mb']:>7.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scenario; the table shows medians")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "bench.json")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink the data sets (e.g. 0.05 for a smoke run)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    results = []
+    for name in args.scenarios:
+        print(f"measuring {name}: {SCENARIOS[name]['title']} ({args.repeat} run(s)) ...", flush=True)
+        results.append(measure(name, args.repeat, args.scale))
+    report = {
+        "machine": machine(),
+        "date": date.today().isoformat(),
+        "repeat": args.repeat,
+        "scale": args.scale,
+        "results": results,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    print(f"\nMachine: {report['machine']}\n")
+    print(render(results))
+    print(f"\nF = Fakturownia, S = Sugester; medians of {args.repeat} run(s). JSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
