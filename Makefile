@@ -15,7 +15,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(ROOT)/.demo/airflow \
 	PYTHONPATH=$(ROOT):$(ROOT)/plugins \
 	PATH=$(ROOT)/$(VENV)/bin:$$PATH
 
-.PHONY: venv demo airflow test lint stop clean
+.PHONY: venv demo airflow test lint bench soak stop clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m pytest
+
+# Benchmarks and the soak are measurements, not tests: minutes long, results printed and written as JSON.
+BENCH_REPEAT ?= 1
+bench: venv
+	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m scripts.bench --repeat $(BENCH_REPEAT)
+
+soak: venv
+	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m scripts.soak
 
 lint: venv
 	$(VENV)/bin/ruff check .
