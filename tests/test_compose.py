@@ -54,3 +54,12 @@ def test_sandbox_service_runs_the_sandbox_module() -> None:
     assert sandbox["command"][:3] == ["python", "-m", "sandbox"]
     assert (ROOT / "sandbox" / "__main__.py").exists()
     assert sandbox["profiles"] == ["sandbox"]
+
+
+def test_init_job_creates_the_pools_the_dags_use() -> None:
+    init = " ".join(COMPOSE["services"]["airflow-init"]["command"])
+    dag_sources = "".join(path.read_text() for path in (ROOT / "dags").glob("*.py"))
+    for pool in ("sugester_api", "fakturownia_api"):
+        assert f"airflow pools set {pool}" in init
+    for pool in ("sugester_api",):
+        assert f'pool="{pool}"' in dag_sources
