@@ -358,7 +358,14 @@ def test_rate_limit_answers_429_with_retry_after(sandbox: SandboxProcess) -> Non
     assert sandbox.stats("sugester")["faults"]["rate_limited"] == len(limited)
     assert fk_get(sandbox, "/clients.json").status_code == 200  # limits are per API
     assert sandbox.set_faults(rpm=0) == {
-        api: {"latency_ms": 0, "rpm": 0, "error_rate": 0.0, "drop_rate": 0.0, "error_body_rate": 0.0}
+        api: {
+            "latency_ms": 0,
+            "rpm": 0,
+            "error_rate": 0.0,
+            "drop_rate": 0.0,
+            "error_body_rate": 0.0,
+            "rate_limit_rate": 0.0,
+        }
         for api in ("fakturownia", "sugester")
     }
 
