@@ -3,9 +3,15 @@
 1. the Fakturownia client's `external_id` names a CRM client id;
 2. a CRM client's `external_ids.fakturownia_client_id` names the Fakturownia client;
 3. the NIP, normalised and checksum-validated (an invalid NIP is not evidence);
-4. the e-mail, case and whitespace folded.
+4. the e-mail, case and whitespace folded; a CRM client is not matched by a shared e-mail when its valid
+   NIP differs from the evidence's, or (when the evidence carries a name) when the names have nothing in
+   common and the post codes differ (one accountant's address on several companies' cards).
 
 Evidence that points at more than one CRM client is ambiguous: nothing is merged by guess.
+
+This index answers for one invoice's buyer at a time; the two-way client sync matches whole client bases
+with `bulk_matching`, under the same rules and the same keys (`client_keys`), so both land an invoice's
+deal and a client's edits on the same CRM client.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.client_fields import FAKTUROWNIA_CLIENT_KEY
+from include.client_keys import email_key, names_unrelated, tax_key
 from include.sugester_client import external_ids_of
-from include.tax_numbers import check_tax_number, normalise_email
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class Evidence:
     crm_client_id_hint: int | None = None  # from the Fakturownia client's external_id
     tax_key: str | None = None
     email: str | None = None
+    name: str | None = None  # optional: lets a shared e-mail be vetoed when the names are unrelated
+    post_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class CrmClientIndex:
         self.by_fakturownia_id: dict[int, list[int]] = defaultdict(list)
         self.by_tax_key: dict[str, list[int]] = defaultdict(list)
         self.by_email: dict[str, list[int]] = defaultdict(list)
+        self.tax_key_of: dict[int, str] = {}
+        self.place_of: dict[int, tuple[str, str]] = {}
         for client in crm_clients:
             self.add(client)
 
@@ -58,10 +68,12 @@ class CrmClientIndex:
         fakturownia_id = external_ids_of(client).get(FAKTUROWNIA_CLIENT_KEY)
         if fakturownia_id and fakturownia_id.isdigit():
             self.by_fakturownia_id[int(fakturownia_id)].append(crm_id)
-        tax = check_tax_number(client.get("tax_no"))
-        if tax.key:
-            self.by_tax_key[tax.key].append(crm_id)
-        email = normalise_email(client.get("email"))
+        tax = tax_key(client.get("tax_no"))
+        if tax:
+            self.by_tax_key[tax].append(crm_id)
+            self.tax_key_of[crm_id] = tax
+        self.place_of[crm_id] = (client.get("name") or "", client.get("post_code") or "")
+        email = email_key(client.get("email"))
         if email:
             self.by_email[email].append(crm_id)
 
@@ -77,8 +89,20 @@ class CrmClientIndex:
             if key is None:
                 continue
             found = index.get(key, [])
+            if name == "email":
+                found = [i for i in found if not self._contradicts(i, evidence)]
             if len(found) == 1:
                 return Match(found[0], name)
             if len(found) > 1:
                 return Match(None, name, tuple(sorted(found)))
         return Match(None)
+
+    def _contradicts(self, crm_id: int, evidence: Evidence) -> bool:
+        """Whether the CRM client's own data says it is another company than the one sharing its e-mail."""
+        tax = self.tax_key_of.get(crm_id)
+        if evidence.tax_key is not None and tax is not None and tax != evidence.tax_key:
+            return True
+        if evidence.name is None:
+            return False
+        name, post_code = self.place_of.get(crm_id, ("", ""))
+        return names_unrelated(evidence.name, name, evidence.post_code, post_code)

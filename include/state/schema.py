@@ -2,7 +2,8 @@
 
 Unique keys carry the "exactly one" promises: one deal per invoice (`invoice_deals.invoice_id`), one CRM
 deal linked once (`invoice_deals.deal_id`), one-to-one client links, one CRM client created per client
-(`crm_client_claims.claim_key`), one quarantine entry per record.
+(`crm_client_claims.claim_key`), one Fakturownia client created per CRM client
+(`fakturownia_client_claims.claim_key`), one quarantine entry per record, one review entry per client.
 """
 
 from __future__ import annotations
@@ -134,4 +135,60 @@ backfill_windows = Table(
     Column("summary", Json),
     Column("finished_at", UtcDateTime, nullable=False),
     UniqueConstraint("entity", "scope", "date_from", "date_to", name="uq_backfill_window"),
+)
+
+# Two-way client sync (migration 0003) ------------------------------------------------------------------
+
+fakturownia_client_mirror = Table(
+    "fakturownia_client_mirror",
+    metadata,
+    # The last version of every Fakturownia client the sync has read: the incremental sweep only brings
+    # what changed, and matching needs the whole base (a new client may duplicate an unchanged one).
+    Column("client_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("updated_at", UtcDateTime),
+    Column("record", Json, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+)
+
+fakturownia_client_claims = Table(
+    "fakturownia_client_claims",
+    metadata,
+    Column("claim_key", String(320), primary_key=True),  # "crm:<CRM client id>"
+    Column("fakturownia_client_id", BigInteger),  # null while the create is in flight or unconfirmed
+    Column("claimed_by", String(250), nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
+)
+
+client_review = Table(
+    "client_review",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(64), nullable=False, unique=True),  # "fakturownia:<id>" | "crm:<id>"
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("fakturownia_client_id", BigInteger),
+    Column("crm_client_id", BigInteger),
+    Column("fakturownia_record", Json),
+    Column("crm_record", Json),
+    Column("suggestions", Json),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+)
+
+client_conflicts = Table(
+    "client_conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fakturownia_client_id", BigInteger, nullable=False, index=True),
+    Column("crm_client_id", BigInteger, nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("fakturownia_value", Json),
+    Column("crm_value", Json),
+    Column("fakturownia_base", Json),
+    Column("crm_base", Json),
+    Column("policy", String(32), nullable=False),
+    Column("winner", String(16), nullable=False),
+    Column("run_owner", String(250), nullable=False),
+    Column("detected_at", UtcDateTime, nullable=False),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,13 +17,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from include.state.schema import (
     backfill_windows,
+    client_conflicts,
     client_links,
+    client_review,
     crm_client_claims,
+    fakturownia_client_claims,
+    fakturownia_client_mirror,
     invoice_deals,
     quarantine,
     sync_cursors,
@@ -315,6 +319,55 @@ class StateStore:
         except IntegrityError:
             return False
 
+    def all_client_links(self) -> list[ClientLink]:
+        """Every link, for the two-way client sync, which matches whole client bases at once."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(client_links).order_by(client_links.c.id))
+            return [
+                ClientLink(m["fakturownia_client_id"], m["crm_client_id"], m["evidence"], m["snapshot"])
+                for m in (row._mapping for row in rows)
+            ]
+
+    def set_client_snapshots(self, snapshots: dict[int, dict[str, Any]]) -> None:
+        """Store the last synced field values of linked pairs (keyed by Fakturownia client id)."""
+        if not snapshots:
+            return
+        now = utcnow()
+        statement = (
+            update(client_links)
+            .where(client_links.c.fakturownia_client_id == bindparam("fid"))
+            .values(snapshot=bindparam("snap"), updated_at=now)
+        )
+        rows = [{"fid": int(fid), "snap": snap} for fid, snap in snapshots.items()]
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), 1000):
+                conn.execute(statement, rows[start : start + 1000])
+
+    def link_clients_many(self, links: list[tuple[int, int, str, dict[str, Any] | None]]) -> list[tuple[int, int]]:
+        """Link many pairs (Fakturownia id, CRM id, evidence, snapshot) in one transaction; falls back to
+        one at a time when a pair breaks the one-to-one rule (a concurrent run linked it). Returns the
+        pairs that were linked."""
+        if not links:
+            return []
+        now = utcnow()
+        rows = [
+            {
+                "fakturownia_client_id": int(f),
+                "crm_client_id": int(c),
+                "evidence": evidence,
+                "snapshot": snapshot,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for f, c, evidence, snapshot in links
+        ]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(client_links), rows)
+            return [(int(f), int(c)) for f, c, _e, _s in links]
+        except IntegrityError:
+            return [(int(f), int(c)) for f, c, e, snap in links if self.link_clients(int(f), int(c), e, snap)]
+
     # CRM client claims ---------------------------------------------------------------------------------
 
     def claim_crm_client(self, claim_key: str, owner: str) -> bool:
@@ -363,6 +416,170 @@ class StateStore:
                 .where(crm_client_claims.c.claim_key == claim_key)
                 .values(crm_client_id=crm_client_id)
             )
+
+    def unconfirmed_crm_client_claims(self) -> set[str]:
+        """Keys of CRM client creates whose outcome is not recorded yet (in flight, or a run died)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(crm_client_claims.c.claim_key).where(crm_client_claims.c.crm_client_id.is_(None))
+            )
+            return {row.claim_key for row in rows}
+
+    # Fakturownia client claims (the two-way client sync creates Fakturownia clients for CRM clients) ----
+
+    def unconfirmed_fakturownia_client_claims(self) -> set[str]:
+        table = fakturownia_client_claims
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.claim_key).where(table.c.fakturownia_client_id.is_(None)))
+            return {row.claim_key for row in rows}
+
+    def claim_fakturownia_client(self, claim_key: str, owner: str) -> bool:
+        """Record the intent to create a Fakturownia client for `claim_key`; False when a claim exists."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(fakturownia_client_claims).values(claim_key=claim_key, claimed_by=owner, claimed_at=utcnow())
+                )
+            return True
+        except IntegrityError:
+            return False
+
+    def fakturownia_client_claim(self, claim_key: str) -> tuple[int | None, str, datetime] | None:
+        """(Fakturownia client id or None while unconfirmed, owner, claimed at) of a claim, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(fakturownia_client_claims).where(fakturownia_client_claims.c.claim_key == claim_key)
+            ).first()
+        return (row.fakturownia_client_id, row.claimed_by, row.claimed_at) if row else None
+
+    def take_over_fakturownia_client_claim(self, claim_key: str, owner: str, *, stale_before: datetime) -> bool:
+        table = fakturownia_client_claims
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(table)
+                    .where(
+                        table.c.claim_key == claim_key,
+                        table.c.fakturownia_client_id.is_(None),
+                        (table.c.claimed_by == owner) | (table.c.claimed_at < stale_before),
+                    )
+                    .values(claimed_by=owner, claimed_at=utcnow())
+                ).rowcount
+            )
+
+    def release_fakturownia_client_claim(self, claim_key: str) -> None:
+        table = fakturownia_client_claims
+        with self.engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.claim_key == claim_key, table.c.fakturownia_client_id.is_(None)))
+
+    def confirm_fakturownia_client(self, claim_key: str, fakturownia_client_id: int) -> None:
+        table = fakturownia_client_claims
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(table).where(table.c.claim_key == claim_key).values(fakturownia_client_id=fakturownia_client_id)
+            )
+
+    # Fakturownia client mirror ------------------------------------------------------------------------
+
+    def fakturownia_clients(self) -> list[dict[str, Any]]:
+        """Every Fakturownia client record the client sync has read (its last version)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(fakturownia_client_mirror.c.record).order_by(fakturownia_client_mirror.c.client_id)
+            )
+            return [row.record for row in rows]
+
+    def save_fakturownia_clients(
+        self, records: Iterable[tuple[dict[str, Any], datetime | None]], *, replace_all: bool = False
+    ) -> None:
+        """Store the given (record, updated_at) pairs; `replace_all` first forgets every other client
+        (a full read saw the whole base, so a client missing from it was deleted in Fakturownia)."""
+        table, now = fakturownia_client_mirror, utcnow()
+        rows = [
+            {"client_id": int(record["id"]), "updated_at": updated, "record": record, "seen_at": now}
+            for record, updated in records
+        ]
+        with self.engine.begin() as conn:
+            if replace_all:
+                conn.execute(delete(table))
+            for start in range(0, len(rows), 1000):
+                chunk = rows[start : start + 1000]
+                if not replace_all:
+                    conn.execute(delete(table).where(table.c.client_id.in_([row["client_id"] for row in chunk])))
+                conn.execute(insert(table), chunk)
+
+    # Client review list --------------------------------------------------------------------------------
+
+    def sync_client_review(self, entries: Iterable[dict[str, Any]]) -> tuple[int, int]:
+        """Make the open review list exactly `entries` (dicts with the `client_review` columns, keyed by
+        `subject`): new ones are opened, known ones refreshed, open ones not given any more are resolved
+        (a later run found the data fixed). Returns (opened, resolved)."""
+        table, now = client_review, utcnow()
+        wanted = {entry["subject"]: entry for entry in entries}
+        with self.engine.begin() as conn:
+            known = {row.subject: row.resolved_at for row in conn.execute(select(table.c.subject, table.c.resolved_at))}
+            fresh = [
+                {**entry, "first_seen_at": now, "last_seen_at": now, "resolved_at": None}
+                for subject, entry in wanted.items()
+                if subject not in known
+            ]
+            reopened = sum(1 for subject in wanted if subject in known and known[subject] is not None)
+            refresh = [
+                {**{f"v_{k}": v for k, v in entry.items()}, "v_now": now}
+                for subject, entry in wanted.items()
+                if subject in known
+            ]
+            if refresh:
+                columns = [k for k in next(iter(wanted.values())) if k != "subject"]
+                statement = (
+                    update(table)
+                    .where(table.c.subject == bindparam("v_subject"))
+                    .values(
+                        **{k: bindparam(f"v_{k}") for k in columns}, last_seen_at=bindparam("v_now"), resolved_at=None
+                    )
+                )
+                for start in range(0, len(refresh), 1000):
+                    conn.execute(statement, refresh[start : start + 1000])
+            for start in range(0, len(fresh), 1000):
+                conn.execute(insert(table), fresh[start : start + 1000])
+            gone = [subject for subject, resolved in known.items() if resolved is None and subject not in wanted]
+            for start in range(0, len(gone), 1000):
+                conn.execute(
+                    update(table).where(table.c.subject.in_(gone[start : start + 1000])).values(resolved_at=now)
+                )
+        return len(fresh) + reopened, len(gone)
+
+    def open_client_review(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(client_review).where(client_review.c.resolved_at.is_(None)).order_by(client_review.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def open_client_review_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(client_review.c.reason, func.count())
+                .where(client_review.c.resolved_at.is_(None))
+                .group_by(client_review.c.reason)
+            )
+            return {reason: int(count) for reason, count in sorted(rows)}
+
+    # Client conflicts ----------------------------------------------------------------------------------
+
+    def record_client_conflicts(self, conflicts: list[dict[str, Any]]) -> None:
+        """Append settled field conflicts (dicts with the `client_conflicts` columns)."""
+        if conflicts:
+            now = utcnow()
+            with self.engine.begin() as conn:
+                conn.execute(insert(client_conflicts), [{**row, "detected_at": now} for row in conflicts])
+
+    def client_conflicts(self, fakturownia_client_id: int | None = None) -> list[dict[str, Any]]:
+        query = select(client_conflicts).order_by(client_conflicts.c.id)
+        if fakturownia_client_id is not None:
+            query = query.where(client_conflicts.c.fakturownia_client_id == int(fakturownia_client_id))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
 
     # Backfill ledger -----------------------------------------------------------------------------------
 
@@ -439,27 +656,57 @@ class StateStore:
                 ).rowcount
             )
 
+    @staticmethod
+    def _quarantine_entry(m: Any) -> QuarantineEntry:
+        return QuarantineEntry(
+            stream=m["stream"],
+            record_id=m["record_id"],
+            reason=m["reason"],
+            message=m["message"],
+            payload=m["payload"],
+            config_fingerprint=m["config_fingerprint"],
+            attempts=m["attempts"],
+            first_seen_at=m["first_seen_at"],
+            last_seen_at=m["last_seen_at"],
+        )
+
     def open_quarantine(self, stream: str) -> list[QuarantineEntry]:
+        return list(self.iter_open_quarantine(stream))
+
+    def iter_open_quarantine(self, stream: str, batch: int = 500) -> Iterator[QuarantineEntry]:
+        """All open entries, read `batch` at a time (payloads can be large; history can be long)."""
+        last_id = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(quarantine)
+                    .where(quarantine.c.stream == stream, quarantine.c.resolved_at.is_(None), quarantine.c.id > last_id)
+                    .order_by(quarantine.c.id)
+                    .limit(batch)
+                ).all()
+            for row in rows:
+                yield self._quarantine_entry(row._mapping)
+            if len(rows) < batch:
+                return
+            last_id = rows[-1]._mapping["id"]
+
+    def open_quarantine_for(self, stream: str, record_ids: Iterable[str | int]) -> dict[str, QuarantineEntry]:
+        """The open entries of these records only (one page of a sweep), keyed by record id."""
+        ids = [str(record_id) for record_id in record_ids]
+        found: dict[str, QuarantineEntry] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(quarantine)
-                .where(quarantine.c.stream == stream, quarantine.c.resolved_at.is_(None))
-                .order_by(quarantine.c.id)
-            )
-            return [
-                QuarantineEntry(
-                    stream=m["stream"],
-                    record_id=m["record_id"],
-                    reason=m["reason"],
-                    message=m["message"],
-                    payload=m["payload"],
-                    config_fingerprint=m["config_fingerprint"],
-                    attempts=m["attempts"],
-                    first_seen_at=m["first_seen_at"],
-                    last_seen_at=m["last_seen_at"],
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    select(quarantine).where(
+                        quarantine.c.stream == stream,
+                        quarantine.c.resolved_at.is_(None),
+                        quarantine.c.record_id.in_(ids[start : start + 500]),
+                    )
                 )
-                for m in (row._mapping for row in rows)
-            ]
+                for row in rows:
+                    entry = self._quarantine_entry(row._mapping)
+                    found[entry.record_id] = entry
+        return found
 
     def open_quarantine_counts(self, stream: str) -> dict[str, int]:
         with self.engine.connect() as conn:

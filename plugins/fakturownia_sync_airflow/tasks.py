@@ -7,15 +7,20 @@ the task at once with one sentence that names the Variable key or the account, n
 from __future__ import annotations
 
 import logging
+import os
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
+from include.clients_sync import ClientsSync
 from include.config import VARIABLE_NAME, SyncConfig, load_config
 from include.errors import ApiAuthError, ApiError, ConfigError
 from include.invoices_to_deals import InvoicesToDeals
+from include.review import write_review_csv
 from include.run_summary import render_summary
 from include.transport import RetryPolicy
 
@@ -87,3 +92,46 @@ def sync_invoices_to_deals() -> dict[str, Any]:
         store.close()
     log.info("Invoices → deals summary:\n%s", render_summary(summary))
     return summary
+
+
+REVIEW_DIRECTORY = "fakturownia_sync_review"
+REVIEW_FILE = "client_review.csv"
+
+
+def sync_clients(*, full: bool = False) -> dict[str, Any]:
+    """The two-way client sync (`include/clients_sync.py`); returns its run summary."""
+    config = load_sync_config()
+    fakturownia = FakturowniaHook(requests_per_minute=config.requests_per_minute.fakturownia).get_conn()
+    crm = SugesterHook(requests_per_minute=config.requests_per_minute.sugester).get_conn()
+    store = SyncStateHook().get_conn()
+    try:
+        summary = ClientsSync(fakturownia, crm, store, config, owner=_owner(), full=full).run()
+    except ApiAuthError as exc:
+        raise AirflowFailException(f"{exc.api} rejected the API token during the sync: {exc.message}") from None
+    finally:
+        store.close()
+    log.info("Client sync summary:\n%s", render_summary(summary))
+    return summary
+
+
+def review_csv_path(path: str | None = None) -> Path:
+    """Where the review list goes: the given file (or directory), else `$AIRFLOW_HOME/fakturownia_sync_review/`."""
+    if path:
+        target = Path(path).expanduser()
+        return target / REVIEW_FILE if target.is_dir() or path.endswith(("/", os.sep)) else target
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.cwd())
+    return home / REVIEW_DIRECTORY / REVIEW_FILE
+
+
+def export_client_review(path: str | None = None) -> dict[str, Any]:
+    """Write the open client review list as CSV; returns the file, the entry count and the count by reason."""
+    target = review_csv_path(path)
+    store = SyncStateHook().get_conn()
+    try:
+        rows = store.open_client_review()
+    finally:
+        store.close()
+    count = write_review_csv(rows, target)
+    by_reason = dict(sorted(Counter(row["reason"] for row in rows).items()))
+    log.info("Client review list: %d open entries written to %s (%s)", count, target, by_reason or "none")
+    return {"path": str(target), "entries": count, "by_reason": by_reason}

@@ -1,0 +1,70 @@
+"""
+### Two-way client sync: Fakturownia ↔ CRM
+
+Every 15 minutes, one client base in both systems: a client added or edited on either side appears or
+changes on the other, duplicates are recognised instead of copied, and departments land where
+`department_map` says.
+
+**Tasks**
+1. `check_setup` validates the Variable `fakturownia_sync_config` and checks both accounts
+   (connections `fakturownia_default`, `sugester_default`) and the state DB (`fakturownia_sync_db`).
+2. `sync_clients` reads Fakturownia clients changed since the last run (newest first, down to the cursor
+   minus `lookback_minutes`) and every CRM client, matches them (link → external ids → NIP → e-mail),
+   merges linked pairs field by field against the last synced snapshot (both sides changed: settled by
+   `conflict_policy` and recorded), and creates unmatched clients on the other side. Its return value
+   (XCom) and log hold the run summary.
+3. `export_client_review` writes the open review list as CSV (Param `review_csv_path`, default
+   `$AIRFLOW_HOME/fakturownia_sync_review/client_review.csv`).
+
+**Never guessed.** A NIP or e-mail found on more than one client, duplicates within one system, look-alike
+names without evidence, invalid NIPs and unmapped departments go to the review list with both records and
+suggestions; nothing is written for them until a later run finds the data fixed. Nothing is ever deleted.
+
+**Params.** `full` (default false) re-reads both systems completely; a run where nothing differs writes
+nothing. `review_csv_path` overrides where the CSV goes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from fakturownia_sync_airflow import tasks
+
+
+@dag(
+    dag_id="fakturownia_clients_sync",
+    schedule="*/15 * * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["fakturownia", "crm", "sync", "clients"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "full": Param(False, type="boolean", description="Re-read both systems completely."),
+        "review_csv_path": Param(
+            "", type="string", description="CSV file or directory for the review list; empty: under AIRFLOW_HOME."
+        ),
+    },
+)
+def fakturownia_clients_sync() -> None:
+    @task(retries=0)
+    def check_setup() -> dict:
+        return tasks.check_setup()
+
+    @task(pool="fakturownia_api", execution_timeout=timedelta(hours=2))
+    def sync_clients(params: dict[str, Any] | None = None) -> dict:
+        return tasks.sync_clients(full=bool((params or {}).get("full")))
+
+    @task(retries=1)
+    def export_client_review(params: dict[str, Any] | None = None) -> dict:
+        return tasks.export_client_review((params or {}).get("review_csv_path") or None)
+
+    check_setup() >> sync_clients() >> export_client_review()
+
+
+fakturownia_clients_sync()

@@ -1,0 +1,112 @@
+"""The client review list: records the sync will not decide alone, with the reason and what might fix it.
+
+Each entry concerns one record (`subject` = `fakturownia:<id>` or `crm:<id>`) and carries both records
+involved and look-alike suggestions. Nothing is written for a record while it is under review. The list
+is recomputed by every run over both whole client bases, so an entry resolves itself as soon as a run
+finds the data fixed (a NIP corrected, a duplicate removed, a department mapped).
+
+Reasons:
+
+| reason                     | meaning                                                                   |
+|----------------------------|---------------------------------------------------------------------------|
+| ambiguous_external_id      | external ids name several records                                         |
+| ambiguous_nip              | the NIP is on several clients of the other system (or of both)            |
+| ambiguous_email            | the e-mail is on several clients of the other system (or of both)         |
+| duplicate_of_linked        | the evidence points only at a client already linked to another one        |
+| duplicate_in_fakturownia   | the same NIP/e-mail twice in Fakturownia, not at all in the CRM           |
+| duplicate_in_crm           | the same NIP/e-mail twice in the CRM, not at all in Fakturownia           |
+| possible_duplicate         | no evidence matched, but a client with a very similar name at the same place exists |
+| invalid_nip                | unmatched, and its NIP fails the checksum: not copied until fixed         |
+| no_name                    | neither a name nor a first/last name: the other system would refuse it    |
+| unmapped_department        | its department has no partner in `department_map`                         |
+| linked_record_missing      | its linked partner no longer exists (deletions are never propagated)      |
+| fakturownia_rejected / crm_rejected | the API refused the write (422); the API's message is kept       |
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CSV_COLUMNS = (
+    "reason",
+    "subject",
+    "message",
+    "fakturownia_client_id",
+    "crm_client_id",
+    "fakturownia_name",
+    "fakturownia_tax_no",
+    "fakturownia_email",
+    "crm_name",
+    "crm_tax_no",
+    "crm_email",
+    "suggestions",
+    "fakturownia_record",
+    "crm_record",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+
+@dataclass(frozen=True)
+class ReviewEntry:
+    subject: str
+    reason: str
+    message: str
+    fakturownia_client_id: int | None = None
+    crm_client_id: int | None = None
+    fakturownia_record: dict[str, Any] | None = None
+    crm_record: dict[str, Any] | None = None
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def subject(side: str, record_id: int) -> str:
+    return f"{side}:{int(record_id)}"
+
+
+def _cell(record: dict[str, Any] | None, name: str) -> str:
+    value = (record or {}).get(name)
+    return "" if value is None else str(value)
+
+
+def write_review_csv(rows: Iterable[dict[str, Any]], path: Path) -> int:
+    """Write open review entries (rows of `client_review`) as CSV for people with a spreadsheet; returns
+    the number of entries. Written to a temporary name first, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            f_record, c_record = row.get("fakturownia_record"), row.get("crm_record")
+            writer.writerow(
+                {
+                    "reason": row["reason"],
+                    "subject": row["subject"],
+                    "message": row["message"],
+                    "fakturownia_client_id": row.get("fakturownia_client_id") or "",
+                    "crm_client_id": row.get("crm_client_id") or "",
+                    "fakturownia_name": _cell(f_record, "name"),
+                    "fakturownia_tax_no": _cell(f_record, "tax_no"),
+                    "fakturownia_email": _cell(f_record, "email"),
+                    "crm_name": _cell(c_record, "name"),
+                    "crm_tax_no": _cell(c_record, "tax_no"),
+                    "crm_email": _cell(c_record, "email"),
+                    "suggestions": json.dumps(row.get("suggestions") or [], ensure_ascii=False),
+                    "fakturownia_record": json.dumps(f_record, ensure_ascii=False) if f_record else "",
+                    "crm_record": json.dumps(c_record, ensure_ascii=False) if c_record else "",
+                    "first_seen_at": row.get("first_seen_at") or "",
+                    "last_seen_at": row.get("last_seen_at") or "",
+                }
+            )
+            count += 1
+    temporary.replace(path)
+    return count
