@@ -41,6 +41,7 @@ test: venv
 # Benchmarks and the soak are measurements, not tests: minutes long, results printed and written as JSON.
 BENCH_REPEAT ?= 1
 bench: venv
+	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m scripts.bench_matching --json bench-results/matching.json
 	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m scripts.bench --repeat $(BENCH_REPEAT)
 
 soak: venv

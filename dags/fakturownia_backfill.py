@@ -13,8 +13,8 @@ window by window and a failed window is retried alone.
 - **Throughput**: each window writes to the CRM with `crm_write_concurrency` threads inside the
   `requests_per_minute` budget of `fakturownia_sync_config`; windows run in the `sugester_api` pool, whose
   slots bound how many processes call the CRM at once across all workers.
-- `entities`: `invoices` (windows). `clients` runs the full two-way client sync once, before the windows,
-  when that DAG's engine is present.
+- `entities`: `clients` runs the full two-way client sync once (`fakturownia_clients_sync` with `full`)
+  before the windows, so that they find every client linked; `invoices` runs the windows.
 
 CLI: `airflow dags trigger fakturownia_backfill -c '{"date_from": "2024-01-01", "date_to": "2024-12-31"}'`
 """
@@ -55,7 +55,7 @@ from include.windows import WINDOW_SIZES
             description="Last issue date (inclusive); empty: today.",
         ),
         "entities": Param(
-            ["invoices"],
+            ["clients", "invoices"],
             type="array",
             items={"type": "string", "enum": ["clients", "invoices"]},
             title="What to bring across",
@@ -77,7 +77,11 @@ def fakturownia_backfill() -> None:
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(retries=0)
+    @task(pool="fakturownia_api", execution_timeout=timedelta(hours=6))
+    def sync_all_clients() -> dict:
+        return backfill_tasks.backfill_clients()
+
+    @task(retries=0, trigger_rule="none_failed")
     def plan_windows() -> list[dict]:
         return backfill_tasks.plan_backfill()
 
@@ -90,7 +94,7 @@ def fakturownia_backfill() -> None:
         return backfill_tasks.report_backfill(summaries)
 
     windows = plan_windows()
-    check_setup() >> windows
+    check_setup() >> sync_all_clients() >> windows
     report(backfill_window.expand(window=windows))
 
 

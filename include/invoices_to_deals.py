@@ -155,10 +155,9 @@ class InvoicesToDeals:
         run_id = None if self.dry_run else self.store.start_run(STREAM, self.owner)
         cursor = advance_from
         try:
-            quarantined = {entry.record_id: entry for entry in self.store.open_quarantine(STREAM)}
-            newest, handled = self._process(pages, threshold, quarantined)
+            newest, handled = self._process(pages, threshold)
             if not keep_cursor:
-                self._retry_quarantined(quarantined, handled)
+                self._retry_quarantined(handled)
             if not self.dry_run:
                 self._settle_pending(handled)
             if summary.deals_unconfirmed or summary.deals_deferred:
@@ -198,10 +197,7 @@ class InvoicesToDeals:
             self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 
     def _process(
-        self,
-        pages: Iterable[list[dict[str, Any]]],
-        threshold: datetime | None,
-        quarantined: dict[str, QuarantineEntry],
+        self, pages: Iterable[list[dict[str, Any]]], threshold: datetime | None
     ) -> tuple[datetime | None, set[int]]:
         """Handle each invoice of the pages once, `concurrency` at a time, at most two pages in flight.
 
@@ -216,6 +212,7 @@ class InvoicesToDeals:
             try:
                 for page in pages:
                     batch = []
+                    quarantined = self.store.open_quarantine_for(STREAM, [raw.get("id") for raw in page])
                     for raw in page:
                         record_id = raw.get("id")
                         if record_id in handled:
@@ -253,14 +250,16 @@ class InvoicesToDeals:
         unchanged = isinstance(entry.payload, dict) and entry.payload.get("updated_at") == raw.get("updated_at")
         return unchanged and not self._retry_due(entry)
 
-    def _retry_quarantined(self, quarantined: dict[str, QuarantineEntry], seen: set[int]) -> None:
+    def _retry_quarantined(self, seen: set[int]) -> None:
         """Give records put aside earlier another go from their stored payload.
 
         An invoice edited at the source comes back through the sweep with its fresh version. The rest are
         retried when the config changed (e.g. a department was mapped) or every `quarantine_retry_minutes`
         (e.g. a client card fixed, a CRM-side problem gone), so a run with nothing new stays cheap.
         """
-        for entry in quarantined.values():
+        # Read in id order, a batch at a time: a retried entry resolves or is updated in place, so the
+        # batches that follow are not shifted by it.
+        for entry in self.store.iter_open_quarantine(STREAM):
             if not isinstance(entry.payload, dict) or entry.payload.get("id") in seen:
                 continue
             if self._retry_due(entry):
@@ -500,7 +499,7 @@ class InvoicesToDeals:
                 "a CRM client is not created from a name alone",
             )
         hint = int(party.external_id) if party.external_id.isdigit() else None
-        evidence = Evidence(fakturownia_id, hint, tax.key, email)
+        evidence = Evidence(fakturownia_id, hint, tax.key, email, name=party.name, post_code=party.post_code)
         with self._client_locks.hold(claim_key(evidence)):
             return self._match_or_create(invoice, party, evidence)
 

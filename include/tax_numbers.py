@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from stdnum.eu import vat
+from stdnum.exceptions import ValidationError
 from stdnum.pl import nip
 
 _FOREIGN_PREFIX = re.compile(r"^\s*([A-Za-z]{2})")
@@ -33,7 +34,10 @@ def check_tax_number(raw: str | None) -> TaxNumber:
         return TaxNumber(raw="", key=None, valid=False)
     prefix = _FOREIGN_PREFIX.match(raw)
     if prefix and prefix.group(1).upper() != "PL":
-        compact = vat.compact(raw)
+        try:  # letters that are no EU country code ("brak", "n/a") make compact() itself refuse
+            compact = vat.compact(raw)
+        except ValidationError:
+            return TaxNumber(raw=raw, key=None, valid=False)
         return TaxNumber(raw=raw, key=compact, valid=True) if vat.is_valid(compact) else TaxNumber(raw, None, False)
     if nip.is_valid(raw):
         return TaxNumber(raw=raw, key=nip.compact(raw), valid=True)

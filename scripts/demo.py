@@ -1,6 +1,7 @@
 """`make demo` and `make airflow`: the whole product on one machine, against the sandbox.
 
-    python -m scripts.demo           start (or reuse) the sandbox, prepare Airflow, run the DAG once, print a summary
+    python -m scripts.demo           start (or reuse) the sandbox, prepare Airflow, run the client sync and then the
+                                     invoices → deals DAG once each, print their summaries
     python -m scripts.demo prepare   the same without the run (used by `make airflow`)
     python -m scripts.demo stop      stop the sandbox (it saves its data, so the next start continues from it)
 
@@ -32,7 +33,6 @@ SANDBOX_STATE = DEMO / "sandbox-state.json"
 SANDBOX_LOG = DEMO / "sandbox.log"
 PORTS = {"fakturownia": 18081, "sugester": 18082}
 TOKENS = {"fakturownia": "fk-sandbox-token", "sugester": "sg-sandbox-token"}
-DAG_ID = "fakturownia_invoices_to_deals"
 
 
 def _alive(info: dict) -> bool:
@@ -118,44 +118,76 @@ def prepare() -> None:
     print(f"Airflow prepared in .demo/airflow (connections, config Variable; log: {setup_log.relative_to(ROOT)}).")
 
 
-def run_dag() -> None:
+def run_dag(dag_id: str, stream: str) -> tuple[dict, float]:
+    """One `airflow dags test` of the DAG; its run summary from the state DB and the command's wall time."""
     airflow = Path(sys.executable).with_name("airflow")
-    log_path = DEMO / f"{DAG_ID}.log"
-    print(f"Running {DAG_ID} once (airflow dags test; log: {log_path.relative_to(ROOT)}) ...")
+    log_path = DEMO / f"{dag_id}.log"
+    print(f"Running {dag_id} once (airflow dags test; log: {log_path.relative_to(ROOT)}) ...")
     started = time.monotonic()
     with log_path.open("w") as log:
-        result = subprocess.run([str(airflow), "dags", "test", DAG_ID], stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run([str(airflow), "dags", "test", dag_id], stdout=log, stderr=subprocess.STDOUT)
     wall = time.monotonic() - started
     store = StateStore.open(default_state_url())
-    last = store.last_run("invoices_to_deals")
+    last = store.last_run(stream)
     store.close()
     if result.returncode != 0 or not last or last["status"] not in ("success", "incomplete"):
         print(log_path.read_text()[-4000:])
         sys.exit(f"The DAG run failed (exit {result.returncode}); full log in {log_path}")
-    summary = last["summary"]
-    shown = {
-        "invoices seen": summary["invoices_seen"],
-        "deals created": summary["deals_created"],
-        "deals updated": summary["deals_updated"],
-        "deals unchanged": summary["deals_unchanged"],
-        "deals recovered after a crash": summary["deals_recovered"],
-        "quarantined invoices retried / resolved": f"{summary['quarantine_retried']} / "
-        f"{summary['quarantine_resolved']}",
-        "CRM clients created / linked": f"{summary['clients_created']} / {summary['clients_linked']}",
-        "skipped by kind": summary["skipped_by_kind"],
-        "skipped: cost invoices / cancelled": f"{summary['skipped_cost']} / {summary['skipped_cancelled']}",
-        "quarantined this run, by reason": summary["quarantined_by_reason"],
-        "quarantine still open, by reason": summary["quarantine_open"],
-        "API calls": summary["api_calls"],
-        "API retries": summary["api_retries"],
-        "sync run time": f"{summary['duration_seconds']:.1f} s (whole `airflow dags test`: {wall:.1f} s)",
-        "run status": summary["status"],
-    }
-    print(render_summary(shown))
+    return last["summary"], wall
+
+
+def show_clients(summary: dict, wall: float) -> None:
+    print(
+        render_summary(
+            {
+                "clients linked (matched)": summary["clients_linked"],
+                "created in the CRM / in Fakturownia": f"{summary['created_in_crm']} / "
+                f"{summary['created_in_fakturownia']}",
+                "updated in the CRM / in Fakturownia": f"{summary['updated_in_crm']} / "
+                f"{summary['updated_in_fakturownia']}",
+                "conflicts settled": summary["conflicts"],
+                "review entries by reason": summary["review_by_reason"] or "-",
+                "API calls": summary["api_calls"],
+                "sync run time": f"{summary['duration_seconds']:.1f} s (whole `airflow dags test`: {wall:.1f} s)",
+                "run status": summary["status"],
+            }
+        )
+    )
+
+
+def show_invoices(summary: dict, wall: float) -> None:
+    print(
+        render_summary(
+            {
+                "invoices seen": summary["invoices_seen"],
+                "deals created": summary["deals_created"],
+                "deals updated": summary["deals_updated"],
+                "deals unchanged": summary["deals_unchanged"],
+                "deals recovered after a crash": summary["deals_recovered"],
+                "quarantined invoices retried / resolved": f"{summary['quarantine_retried']} / "
+                f"{summary['quarantine_resolved']}",
+                "CRM clients created / linked": f"{summary['clients_created']} / {summary['clients_linked']}",
+                "skipped by kind": summary["skipped_by_kind"] or "-",
+                "skipped: cost invoices / cancelled": f"{summary['skipped_cost']} / {summary['skipped_cancelled']}",
+                "quarantined this run, by reason": summary["quarantined_by_reason"] or "-",
+                "quarantine still open, by reason": summary["quarantine_open"] or "-",
+                "API calls": summary["api_calls"],
+                "API retries": summary["api_retries"],
+                "sync run time": f"{summary['duration_seconds']:.1f} s (whole `airflow dags test`: {wall:.1f} s)",
+                "run status": summary["status"],
+            }
+        )
+    )
+
+
+def demo() -> None:
+    show_clients(*run_dag("fakturownia_clients_sync", "clients_sync"))
+    show_invoices(*run_dag("fakturownia_invoices_to_deals", "invoices_to_deals"))
     print(
         "\nRun `make demo` again: it syncs against the same sandbox and creates 0 deals.\n"
         "Open the UI with `make airflow`, then http://localhost:8080 (user `admin`, password printed by\n"
         "Airflow and kept in .demo/airflow/simple_auth_manager_passwords.json.generated).\n"
+        "Review list of clients: .demo/airflow/fakturownia_sync_review/client_review.csv\n"
         "`make stop` stops the sandbox."
     )
 
@@ -167,7 +199,7 @@ def main(argv: list[str]) -> None:
         return
     prepare()
     if command == "demo":
-        run_dag()
+        demo()
 
 
 if __name__ == "__main__":

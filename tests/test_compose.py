@@ -61,5 +61,5 @@ def test_init_job_creates_the_pools_the_dags_use() -> None:
     dag_sources = "".join(path.read_text() for path in (ROOT / "dags").glob("*.py"))
     for pool in ("sugester_api", "fakturownia_api"):
         assert f"airflow pools set {pool}" in init
-    for pool in ("sugester_api",):
+    for pool in ("sugester_api", "fakturownia_api"):
         assert f'pool="{pool}"' in dag_sources

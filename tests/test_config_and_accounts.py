@@ -102,6 +102,8 @@ def test_invalid_nip_is_not_evidence() -> None:
     assert checked.present and not checked.valid and checked.key is None
     assert not check_tax_number("").present
     assert check_tax_number("DE 136 695 976").key == "DE136695976"
+    for junk in ("brak", "n/a", "XX123"):
+        assert check_tax_number(junk).key is None and not check_tax_number(junk).valid
 
 
 def test_email_is_folded() -> None:

@@ -8,10 +8,10 @@ from datetime import date
 from typing import Any
 
 from airflow.sdk import get_current_context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from fakturownia_sync_airflow import tasks
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
-from fakturownia_sync_airflow.tasks import load_sync_config
 from include.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
 from include.config import SyncConfig
 from include.errors import ApiAuthError, ConfigError
@@ -22,11 +22,25 @@ log = logging.getLogger(__name__)
 
 
 def _request() -> tuple[BackfillRequest, SyncConfig]:
-    config = load_sync_config()
+    config = tasks.load_sync_config()
     try:
         return BackfillRequest.from_params(get_current_context()["params"], config, date.today()), config
     except ConfigError as exc:
         raise AirflowFailException(str(exc)) from None
+
+
+def backfill_clients() -> dict[str, Any]:
+    """The `clients` entity: one full two-way client sync before the invoice windows, so that the windows
+    find every client linked already (no client-card reads, no client creates inside the windows)."""
+    request, _config = _request()
+    if "clients" not in request.entities:
+        raise AirflowSkipException("Param 'entities' does not include clients")
+    if request.dry_run:
+        raise AirflowSkipException(
+            "dry run: the client sync is not run (it has no dry mode); the invoice windows count the CRM "
+            "clients they would create"
+        )
+    return tasks.sync_clients(full=True)
 
 
 def plan_backfill() -> list[dict[str, str]]:
