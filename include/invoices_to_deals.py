@@ -82,11 +82,17 @@ class KeyedLocks:
         self._locks: dict[str, threading.Lock] = {}
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
+    def hold(self, *keys: str) -> Iterator[None]:
+        """Hold the locks of all `keys`, taken in sorted order so that two holders never deadlock."""
         with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+            locks = [self._locks.setdefault(key, threading.Lock()) for key in sorted(set(keys))]
+        for lock in locks:
+            lock.acquire()
+        try:
             yield
+        finally:
+            for lock in reversed(locks):
+                lock.release()
 
 
 class InvoicesToDeals:
@@ -117,6 +123,8 @@ class InvoicesToDeals:
         self._lock = threading.Lock()
         self._client_locks = KeyedLocks()
         self._crm_clients: CrmClientIndex | None = None
+        self._created_clients: list[dict[str, Any]] = []
+        self._dry_run_links: set[int] = set()
         self._deals_by_invoice: dict[int, int] | None = None
         self._fakturownia_clients: dict[int, dict[str, Any] | None] = {}
         self._client_card_reads = 0
@@ -296,6 +304,8 @@ class InvoicesToDeals:
             summary.add("quarantine_resolved")
 
     def _quarantine(self, record_id: Any, reason: str, message: str, raw: dict[str, Any]) -> None:
+        if record_id in (None, ""):  # one entry per such record, not one shared "None" entry
+            record_id = "no-id-" + payload_hash(raw)[:16]
         log.warning("invoice %s quarantined: %s: %s", record_id, reason, message)
         self.summary.add_to("quarantined_by_reason", reason)
         if not self.dry_run:
@@ -427,7 +437,13 @@ class InvoicesToDeals:
                     self.store.confirm_deal(link.invoice_id, index[link.invoice_id], link.payload_hash, updated_at)
                     self.summary.add("deals_recovered")
                 elif link.invoice_id in self._unconfirmed:
-                    self._create_deal(*self._unconfirmed[link.invoice_id])
+                    invoice, deal, digest = self._unconfirmed[link.invoice_id]
+                    try:
+                        self._create_deal(invoice, deal, digest)
+                    except ApiRejected as exc:
+                        with self._lock:
+                            self._unconfirmed.pop(invoice.id, None)
+                        self._quarantine(invoice.id, f"{exc.api.lower()}_rejected", exc.message, invoice.raw)
                 elif link.invoice_id not in seen:
                     self._rehandle(link.invoice_id)
                     seen.add(link.invoice_id)
@@ -450,7 +466,10 @@ class InvoicesToDeals:
         """All CRM clients, read once per run and only when an invoice needs a client not linked yet."""
         with self._lock:
             if self._crm_clients is None or reload:
-                self._crm_clients = CrmClientIndex(self.crm.iter_clients())
+                index = CrmClientIndex(self.crm.iter_clients())
+                for created in self._created_clients:  # created by other threads while the scan ran
+                    index.add(created)
+                self._crm_clients = index
             return self._crm_clients
 
     def _fakturownia_client(self, client_id: int) -> dict[str, Any] | None:
@@ -500,7 +519,9 @@ class InvoicesToDeals:
             )
         hint = int(party.external_id) if party.external_id.isdigit() else None
         evidence = Evidence(fakturownia_id, hint, tax.key, email, name=party.name, post_code=party.post_code)
-        with self._client_locks.hold(claim_key(evidence)):
+        # One company can be reached by its card, its NIP and its e-mail: hold all three, so that two threads
+        # holding different evidence of the same company never both create it.
+        with self._client_locks.hold(*evidence_keys(evidence)):
             return self._match_or_create(invoice, party, evidence)
 
     def _match(self, invoice: Invoice, evidence: Evidence, *, reload: bool = False) -> tuple[int | None, str]:
@@ -551,6 +572,8 @@ class InvoicesToDeals:
                 raise
             else:
                 crm_id, how = int(created["id"]), "created"
+                with self._lock:
+                    self._created_clients.append(created)
                 self._crm_clients_index().add(created)
                 self.summary.add("clients_created")
             self.store.confirm_crm_client(key, crm_id)
@@ -575,7 +598,11 @@ class InvoicesToDeals:
         if fakturownia_id is None:
             return  # a buyer without a client card: matched again by NIP/e-mail next time
         if self.dry_run:
-            self.summary.add("clients_linked")
+            with self._lock:
+                first_time = fakturownia_id not in self._dry_run_links
+                self._dry_run_links.add(fakturownia_id)
+            if first_time:
+                self.summary.add("clients_linked")
             return
         if not self.store.link_clients(fakturownia_id, crm_id, how):
             existing = self.store.client_link(fakturownia_id)
@@ -588,6 +615,13 @@ class InvoicesToDeals:
             )
         if how != "created":
             self.summary.add("clients_linked")
+
+
+def evidence_keys(evidence: Evidence) -> list[str]:
+    keys = [f"fakturownia:{evidence.fakturownia_client_id}"] if evidence.fakturownia_client_id is not None else []
+    keys += [f"nip:{evidence.tax_key}"] if evidence.tax_key else []
+    keys += [f"email:{evidence.email}"] if evidence.email else []
+    return keys or [claim_key(evidence)]
 
 
 def claim_key(evidence: Evidence) -> str:

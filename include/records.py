@@ -6,7 +6,7 @@ null; a record that cannot be read raises `RecordError` with a reason, so it is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -136,6 +136,7 @@ class Invoice:
     department_id: int | None
     updated_at: datetime | None
     buyer: Party
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # as the API sent it
 
 
 def parse_invoice(raw: dict[str, Any]) -> Invoice:
@@ -160,4 +161,5 @@ def parse_invoice(raw: dict[str, Any]) -> Invoice:
         department_id=_optional_int(raw.get("department_id")),
         updated_at=parse_timestamp(raw.get("updated_at")),
         buyer=Party.from_invoice_buyer(raw),
+        raw=raw,
     )

@@ -7,7 +7,7 @@ Error handling is a table (status → what to do), in the spirit of Airbyte's de
 | connection refused / connect timeout     | retry                               | retry (nothing was sent)   |
 | 429                                      | retry after `Retry-After`           | retry after `Retry-After`  |
 | 5xx, read timeout, dropped connection    | retry                               | `AmbiguousWriteError`      |
-| 2xx whose body says `"code"/"status": "error"` | retry                         | `ApiRejected`              |
+| 2xx whose body says `"code"/"status": "error"` | GET: retry; PUT/DELETE: `ApiRejected` | `ApiRejected`   |
 | 401 / 403                                | `ApiAuthError`                      | `ApiAuthError`             |
 | 404                                      | `ApiNotFound`                       | `ApiNotFound`              |
 | other 4xx                                | `ApiRejected` with the API's message | same                      |
@@ -55,6 +55,9 @@ class RetryPolicy:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     max_retry_after: float = 120.0
+    # A request gives up after this long in all, well inside the 15 minutes after which another run may
+    # take over a claim: a create still being retried then can never race the take-over.
+    max_total_seconds: float = 300.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
 
@@ -204,7 +207,8 @@ class ApiTransport:
             return self._interpret(response, method, path, idempotent)
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts)
+            | tenacity.stop_after_delay(self.policy.max_total_seconds),
             wait=self._wait,
             retry=tenacity.retry_if_exception_type(_Retryable),
             sleep=self._sleep,
@@ -214,9 +218,10 @@ class ApiTransport:
         try:
             return retrying(attempt)
         except _Retryable as exc:
+            attempts = retrying.statistics.get("attempt_number", self.policy.max_attempts)
             raise ApiUnavailable(
                 self.api,
-                f"gave up after {self.policy.max_attempts} attempts; last: {exc.description}",
+                f"gave up after {attempts} attempt(s); last: {exc.description}",
                 status=exc.status,
                 method=method,
                 path=path,
@@ -252,7 +257,8 @@ class ApiTransport:
                 raise _Retryable(f"answer {status} was not JSON", status)
             raise self._ambiguous(method, path, f"answer {status} was not JSON", status)
         if _is_error_body(body):
-            if idempotent:
+            # A read may hit a passing failure; a write answered "error" is a refusal of that record.
+            if method == "GET":
                 raise _Retryable(f"error in a {status} answer: {message}", status)
             raise ApiRejected(self.api, message, status=status, method=method, path=path, details=body)
         return body

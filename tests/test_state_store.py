@@ -138,3 +138,19 @@ def test_backfill_ledger(store: StateStore) -> None:
     store.record_window("invoices", scope, date(2024, 1, 1), date(2024, 1, 31), {"deals_created": 0})
     store.record_window("invoices", "vat", date(2024, 2, 1), date(2024, 2, 29), {})
     assert store.finished_windows("invoices", scope) == {(date(2024, 1, 1), date(2024, 1, 31))}
+
+
+def test_upsert_survives_losing_the_insert_race(store: StateStore) -> None:
+    """Two writers both find no row and both insert: the loser updates the winner's row instead of failing."""
+    from sqlalchemy import insert, update
+
+    from include.state.schema import sync_cursors
+
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    store.set_cursor("s", first)
+    matches_nothing = update(sync_cursors).where(sync_cursors.c.stream == "nope").values(value=first)
+    duplicate = insert(sync_cursors).values(stream="s", value=first, updated_at=first)
+    store._upsert(matches_nothing, duplicate)  # the insert hits the unique key; must not raise
+    assert store.get_cursor("s") == first
+    store.set_cursor("s", first + timedelta(days=1))
+    assert store.get_cursor("s") == first + timedelta(days=1)

@@ -126,6 +126,21 @@ class StateStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _upsert(self, change: Any, add: Any) -> None:
+        """Update the row, or insert it when there is none. Two writers may both find none: the loser's
+        insert hits the unique key, and it updates the winner's row instead of failing."""
+        with self.engine.begin() as conn:
+            if conn.execute(change).rowcount:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(add)
+                return
+            except IntegrityError:
+                pass
+        with self.engine.begin() as conn:
+            conn.execute(change)
+
     # Runs ----------------------------------------------------------------------------------------------
 
     def start_run(self, stream: str, owner: str) -> int:
@@ -158,12 +173,8 @@ class StateStore:
 
     def set_cursor(self, stream: str, value: datetime) -> None:
         now = utcnow()
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(sync_cursors).where(sync_cursors.c.stream == stream).values(value=value, updated_at=now)
-            ).rowcount
-            if not changed:
-                conn.execute(insert(sync_cursors).values(stream=stream, value=value, updated_at=now))
+        change = update(sync_cursors).where(sync_cursors.c.stream == stream).values(value=value, updated_at=now)
+        self._upsert(change, insert(sync_cursors).values(stream=stream, value=value, updated_at=now))
 
     # Invoice ↔ deal links ------------------------------------------------------------------------------
 
@@ -600,20 +611,11 @@ class StateStore:
             backfill_windows.c.date_from == date_from,
             backfill_windows.c.date_to == date_to,
         )
-        with self.engine.begin() as conn:
-            if not conn.execute(
-                update(backfill_windows).where(*key).values(summary=summary, finished_at=utcnow())
-            ).rowcount:
-                conn.execute(
-                    insert(backfill_windows).values(
-                        entity=entity,
-                        scope=scope,
-                        date_from=date_from,
-                        date_to=date_to,
-                        summary=summary,
-                        finished_at=utcnow(),
-                    )
-                )
+        change = update(backfill_windows).where(*key).values(summary=summary, finished_at=utcnow())
+        add = insert(backfill_windows).values(
+            entity=entity, scope=scope, date_from=date_from, date_to=date_to, summary=summary, finished_at=utcnow()
+        )
+        self._upsert(change, add)
 
     # Quarantine ----------------------------------------------------------------------------------------
 
@@ -629,18 +631,15 @@ class StateStore:
         """Put a record aside with its reason; re-quarantining an entry updates it and counts the attempt."""
         record_id, now = str(record_id), utcnow()
         values = {"reason": reason, "message": message, "payload": payload, "config_fingerprint": config_fingerprint}
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(quarantine)
-                .where(quarantine.c.stream == stream, quarantine.c.record_id == record_id)
-                .values(**values, last_seen_at=now, resolved_at=None, attempts=quarantine.c.attempts + 1)
-            ).rowcount
-            if not changed:
-                conn.execute(
-                    insert(quarantine).values(
-                        stream=stream, record_id=record_id, attempts=1, first_seen_at=now, last_seen_at=now, **values
-                    )
-                )
+        change = (
+            update(quarantine)
+            .where(quarantine.c.stream == stream, quarantine.c.record_id == record_id)
+            .values(**values, last_seen_at=now, resolved_at=None, attempts=quarantine.c.attempts + 1)
+        )
+        add = insert(quarantine).values(
+            stream=stream, record_id=record_id, attempts=1, first_seen_at=now, last_seen_at=now, **values
+        )
+        self._upsert(change, add)
 
     def resolve_quarantine(self, stream: str, record_id: str | int) -> bool:
         with self.engine.begin() as conn:
