@@ -2,9 +2,12 @@
 
 When the cursor advances
     Fakturownia has no "changed since" filter, so we read invoices newest-updated first (`period=all`)
-    and stop at the first page that ends before `cursor - lookback`. The cursor moves to the newest
-    `updated_at` handled, capped at the run's start, and only when the run handled everything (no write
-    left unconfirmed). A failed run leaves it where it was, so the next run sees the same invoices again.
+    and stop at the first page that ends before `cursor - lookback`. Once the run has handled everything
+    (no write left unconfirmed or deferred) the cursor moves to the run's start: every invoice updated
+    before it was read and written. Not to the newest `updated_at` seen, which can lie hours back and would
+    make every later run re-read those hours. Invoices edited during the run, and any that offset paging
+    over a moving list skipped, fall inside the next run's `lookback_minutes` (keep it above any clock
+    difference between Fakturownia and the workers). A failed run leaves the cursor where it was.
 
 How "exactly one deal" survives retries and crashes
     Before creating a deal we insert a *pending* row for the invoice (unique key on the invoice id) and
@@ -163,7 +166,7 @@ class InvoicesToDeals:
         run_id = None if self.dry_run else self.store.start_run(STREAM, self.owner)
         cursor = advance_from
         try:
-            newest, handled = self._process(pages, threshold)
+            handled = self._process(pages, threshold)
             if not keep_cursor:
                 self._retry_quarantined(handled)
             if not self.dry_run:
@@ -172,11 +175,9 @@ class InvoicesToDeals:
                 summary.status = "incomplete"
             else:
                 summary.status = "success"
-                if not keep_cursor and not self.dry_run and newest is not None:
-                    new_cursor = min(newest, started)
-                    if cursor is None or new_cursor > cursor:
-                        self.store.set_cursor(STREAM, new_cursor)
-                        cursor = new_cursor
+                if not keep_cursor and not self.dry_run and (cursor is None or started > cursor):
+                    self.store.set_cursor(STREAM, started)
+                    cursor = started
         except BaseException as exc:
             summary.status = "failed"
             self._finish(run_id, started_clock, cursor, error=redact(str(exc), self._secrets))
@@ -204,17 +205,13 @@ class InvoicesToDeals:
         if run_id is not None:
             self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 
-    def _process(
-        self, pages: Iterable[list[dict[str, Any]]], threshold: datetime | None
-    ) -> tuple[datetime | None, set[int]]:
+    def _process(self, pages: Iterable[list[dict[str, Any]]], threshold: datetime | None) -> set[int]:
         """Handle each invoice of the pages once, `concurrency` at a time, at most two pages in flight.
 
         With a threshold (the incremental sweep, newest-updated first) invoices older than it are passed
-        over and reading stops at the first page that ends before it. Returns the newest `updated_at`
-        handled and the ids handled.
+        over and reading stops at the first page that ends before it. Returns the ids handled.
         """
         handled: set[int] = set()
-        newest: datetime | None = None
         in_flight: deque[list[Future]] = deque()
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="crm-writer") as pool:
             try:
@@ -229,8 +226,6 @@ class InvoicesToDeals:
                         if threshold is not None and updated is not None and updated < threshold:
                             continue
                         handled.add(record_id)
-                        if updated is not None and (newest is None or updated > newest):
-                            newest = updated
                         entry = quarantined.get(str(record_id))
                         if entry is not None and self._same_as_quarantined(entry, raw):
                             self.summary.add("invoices_seen")
@@ -247,7 +242,7 @@ class InvoicesToDeals:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-        return newest, handled
+        return handled
 
     def _retry_due(self, entry: QuarantineEntry) -> bool:
         due_before = self.clock() - timedelta(minutes=self.config.quarantine_retry_minutes)
