@@ -479,67 +479,57 @@ class SugesterStore:
 
     # -- writes --------------------------------------------------------------
 
-    def create_client(self, fields: dict[str, Any]) -> dict[str, Any]:
-        data = {k: v for k, v in fields.items() if k in CRM_CLIENT_WRITABLE}
-        errors = self._client_errors(data, creating=True)
+    def _new_record(self, fields: dict[str, Any], writable: Any, check: Any, defaults: dict, coerce: Any) -> dict:
+        """A validated record for a create: writable fields over the defaults, `external_ids` merged."""
+        data = {k: v for k, v in fields.items() if k in writable}
+        errors = check(data, creating=True)
         if errors:
             raise ValidationFailed(errors)
-        now = self.clock.now()
-        record = {**CRM_CLIENT_DEFAULTS, **data, "external_ids": {}}
+        record = {**defaults, **data, "external_ids": {}}
         _merge_external_ids(record, data.get("external_ids"))
-        self._coerce_client(record)
+        coerce(record)
+        record["created_at"] = record["updated_at"] = self.clock.now()
+        return record
+
+    def _updated_record(self, record: dict, fields: dict[str, Any], writable: Any, check: Any, coerce: Any) -> dict:
+        """Apply a partial update in place: writable fields replaced, `external_ids` merged, time bumped."""
+        data = {k: v for k, v in fields.items() if k in writable}
+        errors = check(data, creating=False)
+        if errors:
+            raise ValidationFailed(errors)
+        external_ids = data.pop("external_ids", None)
+        record.update(data)
+        record["external_ids"] = dict(record.get("external_ids") or {})
+        _merge_external_ids(record, external_ids)
+        coerce(record)
+        record["updated_at"] = self.clock.now()
+        return record
+
+    def create_client(self, fields: dict[str, Any]) -> dict[str, Any]:
+        record = self._new_record(
+            fields, CRM_CLIENT_WRITABLE, self._client_errors, CRM_CLIENT_DEFAULTS, self._coerce_client
+        )
         record["id"] = self._next_client
         self._next_client += 1
-        record["created_at"] = now
-        record["updated_at"] = now
         self.clients[record["id"]] = record
         self._client_order = None
         return record
 
     def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        record = self.client(client_id)
-        data = {k: v for k, v in fields.items() if k in CRM_CLIENT_WRITABLE}
-        errors = self._client_errors(data, creating=False)
-        if errors:
-            raise ValidationFailed(errors)
-        external_ids = data.pop("external_ids", None)
-        record.update(data)
-        record["external_ids"] = dict(record.get("external_ids") or {})
-        _merge_external_ids(record, external_ids)
-        self._coerce_client(record)
-        record["updated_at"] = self.clock.now()
-        return record
+        return self._updated_record(
+            self.client(client_id), fields, CRM_CLIENT_WRITABLE, self._client_errors, self._coerce_client
+        )
 
     def create_deal(self, fields: dict[str, Any]) -> dict[str, Any]:
-        data = {k: v for k, v in fields.items() if k in DEAL_WRITABLE}
-        errors = self._deal_errors(data, creating=True)
-        if errors:
-            raise ValidationFailed(errors)
-        now = self.clock.now()
-        record = {**DEAL_DEFAULTS, **data, "external_ids": {}}
-        _merge_external_ids(record, data.get("external_ids"))
-        self._coerce_deal(record)
+        record = self._new_record(fields, DEAL_WRITABLE, self._deal_errors, DEAL_DEFAULTS, self._coerce_deal)
         record["id"] = self._next_deal
         self._next_deal += 1
-        record["created_at"] = now
-        record["updated_at"] = now
         self.deals[record["id"]] = record
         self._deal_order = None
         return record
 
     def update_deal(self, deal_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        record = self.deal(deal_id)
-        data = {k: v for k, v in fields.items() if k in DEAL_WRITABLE}
-        errors = self._deal_errors(data, creating=False)
-        if errors:
-            raise ValidationFailed(errors)
-        external_ids = data.pop("external_ids", None)
-        record.update(data)
-        record["external_ids"] = dict(record.get("external_ids") or {})
-        _merge_external_ids(record, external_ids)
-        self._coerce_deal(record)
-        record["updated_at"] = self.clock.now()
-        return record
+        return self._updated_record(self.deal(deal_id), fields, DEAL_WRITABLE, self._deal_errors, self._coerce_deal)
 
     def delete_deal(self, deal_id: int) -> None:
         self.deal(deal_id)
