@@ -13,17 +13,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, Response
 
 from sandbox.clock import today
 from sandbox.control import control_router
-from sandbox.conventions import ApiError, Vendor, authorized_body, json_response, path_id, resource
+from sandbox.conventions import ApiError, Vendor, authorized_body, json_response, resource
 from sandbox.faults import FaultInjector
 from sandbox.listing import parse_order, parse_page, period_window
 from sandbox.records import render_invoice
 from sandbox.stats import Stats
-from sandbox.store import ClientFilter, FakturowniaStore, InvoiceFilter, NotFound, ValidationFailed, as_bool, as_int
+from sandbox.store import ClientFilter, FakturowniaStore, InvoiceFilter, ValidationFailed, as_bool, as_int
+from sandbox.vendor_app import lookup, vendor_app
 
 INVOICE_ORDER_FIELDS = (
     "id",
@@ -117,25 +117,10 @@ def create_app(
     stats: Stats,
     save: Callable[[], Awaitable[str | None]],
 ) -> FastAPI:
-    app = FastAPI(title="Fakturownia sandbox", openapi_url=None, docs_url=None, redoc_url=None)
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> Response:
-        return json_response(vendor.error_body(exc.message), exc.status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = vendor.not_found if exc.status_code == 404 else str(exc.detail)
-        return json_response(vendor.error_body(message), exc.status_code)
+    app = vendor_app("Fakturownia sandbox", vendor)
 
     def rendered(invoice: dict[str, Any], request: Request, status: int = 200) -> Response:
         return json_response(render_invoice(invoice, base_url(request)), status)
-
-    def lookup(getter: Callable[[int], dict[str, Any]], raw_id: str) -> dict[str, Any]:
-        try:
-            return getter(path_id(raw_id, vendor))
-        except NotFound:
-            raise ApiError(404, vendor.not_found) from None
 
     @app.get("/invoices.json")
     async def list_invoices(request: Request) -> Response:
@@ -152,7 +137,7 @@ def create_app(
     @app.get("/invoices/{invoice_id}.json")
     async def get_invoice(invoice_id: str, request: Request) -> Response:
         await authorized_body(request, vendor)
-        return rendered(lookup(store.invoice, invoice_id), request)
+        return rendered(lookup(store.invoice, invoice_id, vendor), request)
 
     @app.post("/invoices.json")
     async def create_invoice(request: Request) -> Response:
@@ -166,7 +151,7 @@ def create_app(
     @app.api_route("/invoices/{invoice_id}.json", methods=["PUT", "PATCH"])
     async def update_invoice(invoice_id: str, request: Request) -> Response:
         body = await authorized_body(request, vendor)
-        record = lookup(store.invoice, invoice_id)
+        record = lookup(store.invoice, invoice_id, vendor)
         try:
             invoice = store.update_invoice(record["id"], resource(body, "invoice"))
         except ValidationFailed as exc:
@@ -176,7 +161,7 @@ def create_app(
     @app.delete("/invoices/{invoice_id}.json")
     async def delete_invoice(invoice_id: str, request: Request) -> Response:
         await authorized_body(request, vendor)
-        record = lookup(store.invoice, invoice_id)
+        record = lookup(store.invoice, invoice_id, vendor)
         store.delete_invoice(record["id"])
         return json_response({"code": "success", "message": "Usunięto"})
 
@@ -191,7 +176,7 @@ def create_app(
     @app.get("/clients/{client_id}.json")
     async def get_client(client_id: str, request: Request) -> Response:
         await authorized_body(request, vendor)
-        return json_response(lookup(store.client, client_id))
+        return json_response(lookup(store.client, client_id, vendor))
 
     @app.post("/clients.json")
     async def create_client(request: Request) -> Response:
@@ -205,7 +190,7 @@ def create_app(
     @app.api_route("/clients/{client_id}.json", methods=["PUT", "PATCH"])
     async def update_client(client_id: str, request: Request) -> Response:
         body = await authorized_body(request, vendor)
-        record = lookup(store.client, client_id)
+        record = lookup(store.client, client_id, vendor)
         try:
             client = store.update_client(record["id"], resource(body, "client"))
         except ValidationFailed as exc:

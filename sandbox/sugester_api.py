@@ -13,15 +13,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from sandbox.control import control_router
-from sandbox.conventions import ApiError, Vendor, authorized_body, json_response, path_id, resource
+from sandbox.conventions import ApiError, Vendor, authorized_body, json_response, resource
 from sandbox.faults import FaultInjector
 from sandbox.listing import parse_page
 from sandbox.stats import Stats
-from sandbox.store import NotFound, SugesterStore, ValidationFailed
+from sandbox.store import SugesterStore, ValidationFailed
+from sandbox.vendor_app import lookup, vendor_app
 
 
 def dump(store: SugesterStore) -> dict[str, Any]:
@@ -39,22 +39,7 @@ def create_app(
     stats: Stats,
     save: Callable[[], Awaitable[str | None]],
 ) -> FastAPI:
-    app = FastAPI(title="Sugester sandbox", openapi_url=None, docs_url=None, redoc_url=None)
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> Response:
-        return json_response(vendor.error_body(exc.message), exc.status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = vendor.not_found if exc.status_code == 404 else str(exc.detail)
-        return json_response(vendor.error_body(message), exc.status_code)
-
-    def lookup(getter: Callable[[int], dict[str, Any]], raw_id: str) -> dict[str, Any]:
-        try:
-            return getter(path_id(raw_id, vendor))
-        except NotFound:
-            raise ApiError(404, vendor.not_found) from None
+    app = vendor_app("Sugester sandbox", vendor)
 
     def write(action: Callable[[], dict[str, Any]], status: int = 200) -> Response:
         try:
@@ -71,7 +56,7 @@ def create_app(
     @app.get("/app/clients/{client_id}.json")
     async def get_client(client_id: str, request: Request) -> Response:
         await authorized_body(request, vendor)
-        return json_response(lookup(store.client, client_id))
+        return json_response(lookup(store.client, client_id, vendor))
 
     @app.post("/app/clients.json")
     async def create_client(request: Request) -> Response:
@@ -82,7 +67,7 @@ def create_app(
     @app.api_route("/app/clients/{client_id}.json", methods=["PUT", "PATCH"])
     async def update_client(client_id: str, request: Request) -> Response:
         body = await authorized_body(request, vendor)
-        record = lookup(store.client, client_id)
+        record = lookup(store.client, client_id, vendor)
         fields = resource(body, "client")
         return write(lambda: store.update_client(record["id"], fields))
 
@@ -95,7 +80,7 @@ def create_app(
     @app.get("/app/deals/{deal_id}.json")
     async def get_deal(deal_id: str, request: Request) -> Response:
         await authorized_body(request, vendor)
-        return json_response(lookup(store.deal, deal_id))
+        return json_response(lookup(store.deal, deal_id, vendor))
 
     @app.post("/app/deals.json")
     async def create_deal(request: Request) -> Response:
@@ -106,14 +91,14 @@ def create_app(
     @app.api_route("/app/deals/{deal_id}.json", methods=["PUT", "PATCH"])
     async def update_deal(deal_id: str, request: Request) -> Response:
         body = await authorized_body(request, vendor)
-        record = lookup(store.deal, deal_id)
+        record = lookup(store.deal, deal_id, vendor)
         fields = resource(body, "deal")
         return write(lambda: store.update_deal(record["id"], fields))
 
     @app.delete("/app/deals/{deal_id}.json")
     async def delete_deal(deal_id: str, request: Request) -> Response:
         await authorized_body(request, vendor)
-        record = lookup(store.deal, deal_id)
+        record = lookup(store.deal, deal_id, vendor)
         store.delete_deal(record["id"])
         return json_response({"status": "ok", "message": "Usunięto"})
 
