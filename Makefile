@@ -12,14 +12,14 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(ROOT)/.demo/airflow \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__CORE__PARALLELISM=4 \
 	AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
-	PYTHONPATH=$(ROOT):$(ROOT)/plugins \
 	PATH=$(ROOT)/$(VENV)/bin:$$PATH
 
 .PHONY: venv demo airflow test lint bench soak stop clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -36,16 +36,16 @@ airflow: venv
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m pytest
+	$(PY) -m pytest
 
 # Benchmarks and the soak are measurements, not tests: minutes long, results printed and written as JSON.
 BENCH_REPEAT ?= 1
 bench: venv
-	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m scripts.bench_matching --json bench-results/matching.json
-	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m scripts.bench --repeat $(BENCH_REPEAT)
+	$(PY) -m scripts.bench_matching --json bench-results/matching.json
+	$(PY) -m scripts.bench --repeat $(BENCH_REPEAT)
 
 soak: venv
-	PYTHONPATH=$(ROOT):$(ROOT)/plugins $(PY) -m scripts.soak
+	$(PY) -m scripts.soak
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -26,9 +26,9 @@ from datetime import date, timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from fakturownia_sync.config import DEFAULT_INVOICE_KINDS, INVOICE_KINDS
+from fakturownia_sync.windows import WINDOW_SIZES
 from fakturownia_sync_airflow import backfill_tasks, tasks
-from include.config import DEFAULT_INVOICE_KINDS, INVOICE_KINDS
-from include.windows import WINDOW_SIZES
 
 
 @dag(

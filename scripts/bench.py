@@ -93,12 +93,12 @@ def _peak_rss_mb() -> float:
 
 
 def _engine(sandbox: dict[str, Any], state_url: str, rpm: int, concurrency: int, owner: str):
-    from include.accounts import FAKTUROWNIA, SUGESTER, resolve_account
-    from include.config import load_config
-    from include.fakturownia_client import FakturowniaClient
-    from include.invoices_to_deals import InvoicesToDeals
-    from include.state import StateStore
-    from include.sugester_client import SugesterClient
+    from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, resolve_account
+    from fakturownia_sync.config import load_config
+    from fakturownia_sync.fakturownia_client import FakturowniaClient
+    from fakturownia_sync.invoices_to_deals import InvoicesToDeals
+    from fakturownia_sync.state import StateStore
+    from fakturownia_sync.sugester_client import SugesterClient
     from scripts.airflow_setup import DEMO_CONFIG
 
     config = load_config(
@@ -122,7 +122,7 @@ def _engine(sandbox: dict[str, Any], state_url: str, rpm: int, concurrency: int,
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one measured step against an already running sandbox; print the result as JSON."""
-    from include.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+    from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
 
     store, config, engine = _engine(spec["sandbox"], spec["state_url"], spec["rpm"], spec["concurrency"], spec["step"])
     started = time.monotonic()

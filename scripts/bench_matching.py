@@ -30,7 +30,7 @@ def _peak_rss_mb() -> float:
 
 def measure(size: int, seed: int) -> dict[str, Any]:
     """One size, in this process: generate, match `REPEATS` times, score the last result."""
-    from include.bulk_matching import crm_frame, fakturownia_frame, match_client_bases
+    from fakturownia_sync.bulk_matching import crm_frame, fakturownia_frame, match_client_bases
     from sandbox.labelled import generate
 
     data = generate(seed, size, full_shape=False)

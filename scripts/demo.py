@@ -23,8 +23,8 @@ from pathlib import Path
 
 import requests
 
-from include.run_summary import render_summary
-from include.state import StateStore, default_state_url
+from fakturownia_sync.run_summary import render_summary
+from fakturownia_sync.state import StateStore, default_state_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"

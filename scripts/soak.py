@@ -32,15 +32,15 @@ OWNER = "fakturownia_backfill/manual__soak"
 
 def run_backfill(spec: dict[str, Any]) -> dict[str, Any]:
     """The worker: every unfinished window of the history, in order, like the DAG's mapped tasks."""
-    from include.accounts import FAKTUROWNIA, SUGESTER, resolve_account
-    from include.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
-    from include.config import load_config
-    from include.errors import ApiUnavailable
-    from include.fakturownia_client import FakturowniaClient
-    from include.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
-    from include.state import StateStore
-    from include.sugester_client import SugesterClient
-    from include.transport import RetryPolicy
+    from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, resolve_account
+    from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+    from fakturownia_sync.config import load_config
+    from fakturownia_sync.errors import ApiUnavailable
+    from fakturownia_sync.fakturownia_client import FakturowniaClient
+    from fakturownia_sync.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
+    from fakturownia_sync.state import StateStore
+    from fakturownia_sync.sugester_client import SugesterClient
+    from fakturownia_sync.transport import RetryPolicy
     from scripts.airflow_setup import DEMO_CONFIG
 
     config = load_config({**DEMO_CONFIG, "crm_write_concurrency": 8})
@@ -79,7 +79,7 @@ def _picture(sandbox) -> dict[str, Any]:
 
 
 def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> dict[str, Any]:
-    from include.state import StateStore
+    from fakturownia_sync.state import StateStore
     from sandbox.process import SandboxProcess
     from tests.sync_harness import deals_by_invoice, duplicates
 
@@ -174,7 +174,6 @@ def _start_worker(spec: dict[str, Any], log: Path) -> subprocess.Popen:
             [sys.executable, "-m", "scripts.soak", "--worker", json.dumps({**spec, "out": str(out)})],
             cwd=ROOT,
             stderr=stderr,
-            env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"},
         )
 
 

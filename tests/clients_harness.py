@@ -6,10 +6,10 @@ from typing import Any
 
 import requests
 
-from include.clients_sync import ClientsSync
-from include.config import SyncConfig
-from include.state import StateStore
-from include.sugester_client import external_ids_of
+from fakturownia_sync.clients_sync import ClientsSync
+from fakturownia_sync.config import SyncConfig
+from fakturownia_sync.state import StateStore
+from fakturownia_sync.sugester_client import external_ids_of
 from tests.sync_harness import clients_for, demo_config
 
 

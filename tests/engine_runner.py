@@ -11,7 +11,7 @@ import sys
 from datetime import date
 from types import SimpleNamespace
 
-from include.state import StateStore
+from fakturownia_sync.state import StateStore
 from tests.sync_harness import make_sync
 
 

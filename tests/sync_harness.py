@@ -9,15 +9,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from include.accounts import FAKTUROWNIA, SUGESTER, resolve_account
-from include.config import SyncConfig, load_config
-from include.deal_mapping import FAKTUROWNIA_INVOICE_KEY
-from include.errors import ApiUnavailable
-from include.fakturownia_client import FakturowniaClient
-from include.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
-from include.state import StateStore
-from include.sugester_client import SugesterClient, external_ids_of
-from include.transport import RetryPolicy
+from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, resolve_account
+from fakturownia_sync.config import SyncConfig, load_config
+from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY
+from fakturownia_sync.errors import ApiUnavailable
+from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
+from fakturownia_sync.state import StateStore
+from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
+from fakturownia_sync.transport import RetryPolicy
 from scripts.airflow_setup import DEMO_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]

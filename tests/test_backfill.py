@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from include.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
-from include.config import load_config
-from include.errors import ConfigError
-from include.state import StateStore
+from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+from fakturownia_sync.config import load_config
+from fakturownia_sync.errors import ConfigError
+from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
 from tests.airflow_harness import connections_env, dags_test
 from tests.sync_harness import crm_picture, deals_by_invoice, duplicates, make_sync, run_like_airflow, start_worker

@@ -7,10 +7,10 @@ import random
 import pandas as pd
 import pytest
 
-from include.bulk_matching import crm_frame, fakturownia_frame, match_client_bases
-from include.client_keys import email_keys, name_key, names_unrelated, tax_key, tax_keys
-from include.client_matching import CrmClientIndex, Evidence
-from include.tax_numbers import check_tax_number
+from fakturownia_sync.bulk_matching import crm_frame, fakturownia_frame, match_client_bases
+from fakturownia_sync.client_keys import email_keys, name_key, names_unrelated, tax_key, tax_keys
+from fakturownia_sync.client_matching import CrmClientIndex, Evidence
+from fakturownia_sync.tax_numbers import check_tax_number
 from sandbox import nip
 from sandbox.labelled import generate
 

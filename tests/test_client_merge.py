@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from include.client_fields import client_view, comparable
-from include.client_merge import plan_merge, snapshot_of
-from include.config import load_config
-from include.departments import DepartmentMap, UnmappedDepartment
+from fakturownia_sync.client_fields import client_view, comparable
+from fakturownia_sync.client_merge import plan_merge, snapshot_of
+from fakturownia_sync.config import load_config
+from fakturownia_sync.departments import DepartmentMap, UnmappedDepartment
 
 EARLY, LATE = datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 5, 2, tzinfo=UTC)
 BASE = {"name": "Budmax Sp. z o.o.", "tax_no": "PL 526-104-08-28", "email": "biuro@budmax.pl", "city": "Kraków"}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.clients_sync import UnconfirmedCreates
-from include.review import write_review_csv
-from include.state import StateStore
+from fakturownia_sync.clients_sync import UnconfirmedCreates
+from fakturownia_sync.review import write_review_csv
+from fakturownia_sync.state import StateStore
 from sandbox.labelled import generate
 from sandbox.process import SandboxProcess
 from tests.clients_harness import clients_of, copies_per_source, make_clients_sync, put_client, writes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from include.state import StateStore
+from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
 from tests.airflow_harness import FAKTUROWNIA_TOKEN, SUGESTER_TOKEN, connections_env, dags_test
 

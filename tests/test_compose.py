@@ -24,9 +24,9 @@ def test_airflow_services_share_image_secret_and_project() -> None:
     assert len(secrets) == 1
     for name in AIRFLOW_SERVICES:
         env = services[name]["environment"]
-        assert services[name]["image"] == "apache/airflow:3.3.2-python3.11"
+        assert services[name]["build"]["dockerfile"] == "docker/Dockerfile"
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/project/dags"
-        assert env["PYTHONPATH"] == "/opt/project:/opt/project/plugins"
+        assert "PYTHONPATH" not in env  # the project is installed into the image
     commands = {
         services[name]["command"] if isinstance(services[name]["command"], str) else "init" for name in AIRFLOW_SERVICES
     }
@@ -39,6 +39,16 @@ def test_mounted_paths_exist() -> None:
             source = volume.split(":", 1)[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{source} is mounted but missing"
+
+
+def test_image_builds_from_airflow_3_3_with_the_project_installed() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert dockerfile.splitlines()[1] == "FROM apache/airflow:3.3.2-python3.11"
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY"):
+            source = line.split()[-2]
+            assert (ROOT / source).exists(), f"{source} is copied into the image but missing"
+    assert "pip install" in dockerfile and "/opt/project" in dockerfile
 
 
 def test_connections_use_the_contract_names() -> None:

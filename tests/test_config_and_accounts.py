@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from include.accounts import FAKTUROWNIA, SUGESTER, resolve_account
-from include.config import DEFAULT_INVOICE_KINDS, load_config
-from include.errors import ConfigError
-from include.tax_numbers import check_tax_number, normalise_email
+from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, resolve_account
+from fakturownia_sync.config import DEFAULT_INVOICE_KINDS, load_config
+from fakturownia_sync.errors import ConfigError
+from fakturownia_sync.tax_numbers import check_tax_number, normalise_email
 
 
 def test_absent_variable_means_defaults() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from include.state import StateStore
+from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
 from scripts.airflow_setup import DEMO_CONFIG
 from tests.airflow_harness import FAKTUROWNIA_TOKEN, ROOT, SUGESTER_TOKEN, connections_env, dags_test

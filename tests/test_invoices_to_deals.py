@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.state import StateStore
+from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
 from tests.sync_harness import (
     deals_by_invoice,

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from include.state import StateStore
+from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
 from tests.sync_harness import crm_picture, deals_by_invoice, duplicates, make_sync, run_like_airflow, start_worker
 

@@ -10,9 +10,9 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from include.state import StateStore
-from include.state.schema import metadata
-from include.state.store import MIGRATIONS, VERSION_TABLE
+from fakturownia_sync.state import StateStore
+from fakturownia_sync.state.schema import metadata
+from fakturownia_sync.state.store import MIGRATIONS, VERSION_TABLE
 
 
 def migrations_head() -> str:
@@ -144,7 +144,7 @@ def test_upsert_survives_losing_the_insert_race(store: StateStore) -> None:
     """Two writers both find no row and both insert: the loser updates the winner's row instead of failing."""
     from sqlalchemy import insert, update
 
-    from include.state.schema import sync_cursors
+    from fakturownia_sync.state.schema import sync_cursors
 
     first = datetime(2026, 1, 1, tzinfo=UTC)
     store.set_cursor("s", first)

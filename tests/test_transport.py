@@ -7,11 +7,11 @@ import logging
 import pytest
 import requests
 
-from include.accounts import FAKTUROWNIA, SUGESTER, ApiAccount
-from include.errors import AmbiguousWriteError, ApiAuthError, ApiNotFound, ApiRejected, ApiUnavailable
-from include.fakturownia_client import FakturowniaClient
-from include.sugester_client import SugesterClient
-from include.transport import ApiTransport, RetryPolicy, parse_retry_after
+from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, ApiAccount
+from fakturownia_sync.errors import AmbiguousWriteError, ApiAuthError, ApiNotFound, ApiRejected, ApiUnavailable
+from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.sugester_client import SugesterClient
+from fakturownia_sync.transport import ApiTransport, RetryPolicy, parse_retry_after
 
 TOKEN = "s3cr3tT0ken/acme"
 BASE = "https://acme.fakturownia.pl"

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from include.windows import WINDOW_SIZES, split_windows
+from fakturownia_sync.windows import WINDOW_SIZES, split_windows
 
 
 def test_months_are_calendar_aligned_and_clipped() -> None:

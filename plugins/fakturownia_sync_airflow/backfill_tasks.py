@@ -10,13 +10,13 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+from fakturownia_sync.config import SyncConfig
+from fakturownia_sync.errors import ApiAuthError, ConfigError
+from fakturownia_sync.invoices_to_deals import InvoicesToDeals
+from fakturownia_sync.run_summary import render_summary
 from fakturownia_sync_airflow import tasks
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
-from include.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
-from include.config import SyncConfig
-from include.errors import ApiAuthError, ConfigError
-from include.invoices_to_deals import InvoicesToDeals
-from include.run_summary import render_summary
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
-from include.accounts import FAKTUROWNIA, SUGESTER, ApiAccount, resolve_account
-from include.fakturownia_client import FakturowniaClient
-from include.state import StateStore, default_state_url
-from include.sugester_client import SugesterClient
-from include.transport import RetryPolicy
+from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, ApiAccount, resolve_account
+from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.state import StateStore, default_state_url
+from fakturownia_sync.sugester_client import SugesterClient
+from fakturownia_sync.transport import RetryPolicy
 
 
 class _ApiHook(BaseHook):

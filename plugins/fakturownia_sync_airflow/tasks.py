@@ -15,14 +15,14 @@ from typing import Any
 from airflow.sdk import Variable, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from fakturownia_sync.clients_sync import ClientsSync
+from fakturownia_sync.config import VARIABLE_NAME, SyncConfig, load_config
+from fakturownia_sync.errors import ApiAuthError, ApiError, ConfigError
+from fakturownia_sync.invoices_to_deals import InvoicesToDeals
+from fakturownia_sync.review import write_review_csv
+from fakturownia_sync.run_summary import render_summary
+from fakturownia_sync.transport import RetryPolicy
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
-from include.clients_sync import ClientsSync
-from include.config import VARIABLE_NAME, SyncConfig, load_config
-from include.errors import ApiAuthError, ApiError, ConfigError
-from include.invoices_to_deals import InvoicesToDeals
-from include.review import write_review_csv
-from include.run_summary import render_summary
-from include.transport import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 from typing import Any, Literal
 
-from include.records import Invoice
+from fakturownia_sync.records import Invoice
 
 FAKTUROWNIA_INVOICE_KEY = "fakturownia_invoice_id"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from include.accounts import ApiAccount
-from include.rate_budget import RateBudget
-from include.transport import ApiTransport, RetryPolicy
+from fakturownia_sync.accounts import ApiAccount
+from fakturownia_sync.rate_budget import RateBudget
+from fakturownia_sync.transport import ApiTransport, RetryPolicy
 
 PER_PAGE = 100
 

@@ -13,7 +13,7 @@ import pandas as pd
 from rapidfuzz import fuzz
 from rapidfuzz.process import cpdist
 
-from include.client_keys import name_keys, post_code_keys
+from fakturownia_sync.client_keys import name_keys, post_code_keys
 
 SUGGESTION_SCORE = 85.0  # worth showing to a person
 LOOKALIKE_SCORE = 93.0  # a new record this close to an existing one is held back for review, not created

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from include.errors import RecordError
+from fakturownia_sync.errors import RecordError
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from include.fakturownia_client import FakturowniaClient
+from fakturownia_sync.fakturownia_client import FakturowniaClient
 
 
 def fakturownia_clients_by_external_id(client: FakturowniaClient, external_id: str) -> list[dict[str, Any]]:

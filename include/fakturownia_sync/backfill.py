@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from include.config import INVOICE_KINDS, SyncConfig
-from include.errors import ConfigError, SyncError
-from include.state import StateStore
-from include.windows import WINDOW_SIZES, WindowSize, split_windows
+from fakturownia_sync.config import INVOICE_KINDS, SyncConfig
+from fakturownia_sync.errors import ConfigError, SyncError
+from fakturownia_sync.state import StateStore
+from fakturownia_sync.windows import WINDOW_SIZES, WindowSize, split_windows
 
 ENTITIES = ("clients", "invoices")
 MAX_WINDOWS = 1024  # Airflow's default [core] max_map_length

@@ -31,8 +31,8 @@ import requests
 import tenacity
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
-from include.accounts import ApiAccount
-from include.errors import (
+from fakturownia_sync.accounts import ApiAccount
+from fakturownia_sync.errors import (
     AmbiguousWriteError,
     ApiAuthError,
     ApiError,
@@ -40,8 +40,8 @@ from include.errors import (
     ApiRejected,
     ApiUnavailable,
 )
-from include.rate_budget import RateBudget
-from include.redaction import install_redacting_filter, redact
+from fakturownia_sync.rate_budget import RateBudget
+from fakturownia_sync.redaction import install_redacting_filter, redact
 
 log = logging.getLogger(__name__)
 install_redacting_filter()

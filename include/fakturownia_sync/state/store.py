@@ -20,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from include.state.schema import (
+from fakturownia_sync.state.schema import (
     backfill_windows,
     client_conflicts,
     client_links,

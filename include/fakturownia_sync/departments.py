@@ -8,8 +8,8 @@ An empty `department_map` means departments are not synced at all.
 
 from __future__ import annotations
 
-from include.config import SyncConfig
-from include.errors import RecordError
+from fakturownia_sync.config import SyncConfig
+from fakturownia_sync.errors import RecordError
 
 
 class UnmappedDepartment(RecordError):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from include.client_fields import SYNCED_FIELDS
+from fakturownia_sync.client_fields import SYNCED_FIELDS
 
 Side = Literal["fakturownia", "crm"]
 Policy = Literal["newest_wins", "fakturownia_wins", "crm_wins"]

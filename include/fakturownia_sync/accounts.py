@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from include.errors import ConfigError
+from fakturownia_sync.errors import ConfigError
 
 FAKTUROWNIA = "Fakturownia"
 SUGESTER = "Sugester"

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from include.client_keys import email_key, tax_key
-from include.records import Party
+from fakturownia_sync.client_keys import email_key, tax_key
+from fakturownia_sync.records import Party
 
 FAKTUROWNIA_CLIENT_KEY = "fakturownia_client_id"
 

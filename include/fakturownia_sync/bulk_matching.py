@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from include.client_fields import FAKTUROWNIA_CLIENT_KEY
-from include.client_keys import email_keys, names_unrelated_pairs, tax_keys
-from include.sugester_client import external_ids_of
+from fakturownia_sync.client_fields import FAKTUROWNIA_CLIENT_KEY
+from fakturownia_sync.client_keys import email_keys, names_unrelated_pairs, tax_keys
+from fakturownia_sync.sugester_client import external_ids_of
 
 MAX_BLOCK_PAIRS = 400
 FREE, LINKED, REVIEW = 0, 1, 2

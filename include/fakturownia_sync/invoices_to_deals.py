@@ -39,11 +39,11 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from include.client_fields import crm_client_fields
-from include.client_matching import CrmClientIndex, Evidence
-from include.config import SyncConfig
-from include.deal_mapping import FAKTUROWNIA_INVOICE_KEY, build_deal, payload_hash
-from include.errors import (
+from fakturownia_sync.client_fields import crm_client_fields
+from fakturownia_sync.client_matching import CrmClientIndex, Evidence
+from fakturownia_sync.config import SyncConfig
+from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY, build_deal, payload_hash
+from fakturownia_sync.errors import (
     AmbiguousWriteError,
     ApiAuthError,
     ApiNotFound,
@@ -52,13 +52,13 @@ from include.errors import (
     RecordError,
     SyncError,
 )
-from include.fakturownia_client import FakturowniaClient
-from include.records import Invoice, Party, parse_invoice, parse_timestamp
-from include.redaction import redact
-from include.run_summary import RunSummary
-from include.state import DealLink, QuarantineEntry, StateStore
-from include.sugester_client import SugesterClient, external_ids_of
-from include.tax_numbers import check_tax_number, normalise_email
+from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.records import Invoice, Party, parse_invoice, parse_timestamp
+from fakturownia_sync.redaction import redact
+from fakturownia_sync.run_summary import RunSummary
+from fakturownia_sync.state import DealLink, QuarantineEntry, StateStore
+from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
+from fakturownia_sync.tax_numbers import check_tax_number, normalise_email
 
 log = logging.getLogger(__name__)
 

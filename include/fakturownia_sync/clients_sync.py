@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from include.bulk_matching import BulkMatch, crm_frame, fakturownia_frame, match_client_bases
-from include.client_fields import (
+from fakturownia_sync.bulk_matching import BulkMatch, crm_frame, fakturownia_frame, match_client_bases
+from fakturownia_sync.client_fields import (
     FAKTUROWNIA_CLIENT_KEY,
     SYNCED_FIELDS,
     client_view,
@@ -50,13 +50,13 @@ from include.client_fields import (
     fakturownia_client_fields,
     writable_value,
 )
-from include.client_keys import tax_key
-from include.client_lookup import fakturownia_clients_by_external_id
-from include.client_merge import CRM, FAKTUROWNIA, plan_merge, snapshot_of
-from include.client_suggestions import LOOKALIKE_SCORE, place_frame, similar_names
-from include.config import SyncConfig
-from include.departments import DepartmentMap
-from include.errors import (
+from fakturownia_sync.client_keys import tax_key
+from fakturownia_sync.client_lookup import fakturownia_clients_by_external_id
+from fakturownia_sync.client_merge import CRM, FAKTUROWNIA, plan_merge, snapshot_of
+from fakturownia_sync.client_suggestions import LOOKALIKE_SCORE, place_frame, similar_names
+from fakturownia_sync.config import SyncConfig
+from fakturownia_sync.departments import DepartmentMap
+from fakturownia_sync.errors import (
     AmbiguousWriteError,
     ApiAuthError,
     ApiNotFound,
@@ -65,12 +65,12 @@ from include.errors import (
     RecordError,
     SyncError,
 )
-from include.fakturownia_client import FakturowniaClient
-from include.records import Party, parse_timestamp
-from include.redaction import redact
-from include.review import ReviewEntry, subject
-from include.state import ClientLink, StateStore
-from include.sugester_client import SugesterClient, external_ids_of
+from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.records import Party, parse_timestamp
+from fakturownia_sync.redaction import redact
+from fakturownia_sync.review import ReviewEntry, subject
+from fakturownia_sync.state import ClientLink, StateStore
+from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from include.state.schema import Json, UtcDateTime
+from fakturownia_sync.state.schema import Json, UtcDateTime
 
 revision = "0001"
 down_revision = None

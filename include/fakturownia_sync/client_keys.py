@@ -22,7 +22,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.process import cpdist
 from stdnum.exceptions import ValidationError
 
-from include.tax_numbers import check_tax_number, normalise_email
+from fakturownia_sync.tax_numbers import check_tax_number, normalise_email
 
 _NIP_WEIGHTS = np.array([6, 5, 7, 2, 3, 4, 5, 6, 7, -1], dtype=np.int64)
 # Values stdnum's `nip.compact` reduces by dropping spaces, dashes and a leading "PL" (any case).

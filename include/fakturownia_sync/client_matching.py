@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.client_fields import FAKTUROWNIA_CLIENT_KEY
-from include.client_keys import email_key, names_unrelated, tax_key
-from include.sugester_client import external_ids_of
+from fakturownia_sync.client_fields import FAKTUROWNIA_CLIENT_KEY
+from fakturownia_sync.client_keys import email_key, names_unrelated, tax_key
+from fakturownia_sync.sugester_client import external_ids_of
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from include.errors import ConfigError
+from fakturownia_sync.errors import ConfigError
 
 VARIABLE_NAME = "fakturownia_sync_config"
 

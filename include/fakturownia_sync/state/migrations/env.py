@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from include.state.schema import metadata
+from fakturownia_sync.state.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
