@@ -7,6 +7,10 @@ class SyncError(Exception):
     """Base of every error this package raises on purpose."""
 
 
+class RecordDeferred(SyncError):
+    """Another live run is writing this record right now; it is left for a later run, not quarantined."""
+
+
 class ConfigError(SyncError):
     """The sync configuration or a connection is unusable; the message names the key or connection."""
 

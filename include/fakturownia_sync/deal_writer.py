@@ -1,0 +1,184 @@
+"""Writing one invoice's deal to the CRM exactly once: claim, create, confirm, update, settle what is unknown.
+
+How "exactly one deal" survives retries and crashes
+    Before creating a deal we insert a *pending* row for the invoice (unique key on the invoice id) and
+    send the deal with `external_ids.fakturownia_invoice_id`. If the process dies between the CRM's
+    answer and our commit, or the create's answer is lost, the row stays pending. Whoever next meets a
+    pending row scans the CRM's deals once for that external id and links what it finds; only when the
+    CRM has no such deal is it created again. Claims belong to a DAG run, so a retry of the same run takes
+    over its own claims at once; another run waits until a claim is `stale_claim_minutes` old.
+
+What is never done
+    A deal deleted in the CRM is not recreated (the invoice is quarantined with the reason); a create is
+    never repeated while its earlier attempt may still land.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY
+from fakturownia_sync.errors import AmbiguousWriteError, ApiNotFound, ApiRejected, RecordDeferred, RecordError
+from fakturownia_sync.records import Invoice
+from fakturownia_sync.run_summary import RunSummary
+from fakturownia_sync.state import DealLink, StateStore
+from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
+
+log = logging.getLogger(__name__)
+
+RECOVERY_ROUNDS = 5
+
+
+class DealWriter:
+    """The CRM side of one run: deal creates under claims, updates, and settling creates whose outcome is unknown."""
+
+    def __init__(
+        self,
+        crm: SugesterClient,
+        store: StateStore,
+        summary: RunSummary,
+        *,
+        owner: str,
+        dry_run: bool,
+        stale_claim_minutes: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.crm = crm
+        self.store = store
+        self.summary = summary
+        self.owner = owner
+        self.dry_run = dry_run
+        self.stale_claim_minutes = stale_claim_minutes
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._deals_by_invoice: dict[int, int] | None = None
+        self._unconfirmed: dict[int, tuple[Invoice, dict[str, Any], str]] = {}
+
+    @property
+    def unconfirmed(self) -> int:
+        return len(self._unconfirmed)
+
+    def _stale_before(self) -> datetime:
+        return self.clock() - timedelta(minutes=self.stale_claim_minutes)
+
+    def write(self, invoice: Invoice, link: DealLink | None, deal: dict[str, Any], digest: str) -> bool:
+        """Bring the invoice's deal to `deal`; True once done, False while a create awaits confirmation."""
+        summary = self.summary
+        if self.dry_run:
+            if link is None or link.state != "linked":
+                summary.add("deals_created")  # would be created
+            else:
+                summary.add("deals_unchanged" if link.payload_hash == digest else "deals_updated")
+            return True
+        if link is not None and link.state == "linked":
+            if link.payload_hash == digest:
+                summary.add("deals_unchanged")
+                return True
+            self._update(invoice, link.deal_id, deal, digest)
+            return True
+        if link is None:
+            if self.store.claim_invoice(invoice.id, self.owner, digest):
+                return self._create(invoice, deal, digest)
+            link = self.store.deal_link(invoice.id)  # a concurrent run got there first
+            if link is None or link.state == "linked":
+                return self.write(invoice, link, deal, digest)
+        if not self.store.take_over_claim(invoice.id, self.owner, digest, stale_before=self._stale_before()):
+            raise RecordDeferred(f"invoice {invoice.id}: run {link.claimed_by} is creating its deal right now")
+        existing = self._deal_index().get(invoice.id)
+        if existing is not None:
+            self.store.confirm_deal(invoice.id, existing, link.payload_hash, invoice.updated_at)
+            self.summary.add("deals_recovered")
+            if link.payload_hash != digest:
+                self._update(invoice, existing, deal, digest)
+            return True
+        return self._create(invoice, deal, digest)
+
+    def _create(self, invoice: Invoice, deal: dict[str, Any], digest: str) -> bool:
+        try:
+            created = self.crm.create_deal(deal)
+        except AmbiguousWriteError as exc:
+            log.warning("invoice %s: %s; will look the deal up before creating it again", invoice.id, exc)
+            with self._lock:
+                self._unconfirmed[invoice.id] = (invoice, deal, digest)
+            return False
+        except ApiRejected:
+            self.store.release_claim(invoice.id)  # the CRM refused it: nothing was created
+            raise
+        deal_id = int(created["id"])
+        self.store.confirm_deal(invoice.id, deal_id, digest, invoice.updated_at)
+        with self._lock:
+            if self._deals_by_invoice is not None:
+                self._deals_by_invoice[invoice.id] = deal_id
+            self._unconfirmed.pop(invoice.id, None)
+        self.summary.add("deals_created")
+        return True
+
+    def _update(self, invoice: Invoice, deal_id: int | None, deal: dict[str, Any], digest: str) -> None:
+        try:
+            self.crm.update_deal(int(deal_id), deal)
+        except ApiNotFound:
+            raise RecordError(
+                "deal_deleted_in_crm",
+                f"deal {deal_id} of invoice {invoice.id} no longer exists in the CRM; it is not recreated",
+            ) from None
+        self.store.record_deal_payload(invoice.id, digest, invoice.updated_at)
+        self.summary.add("deals_updated")
+
+    def _deal_index(self, *, reload: bool = False) -> dict[int, int]:
+        """invoice id → deal id, from one scan of the CRM's deals; only needed to settle pending creates."""
+        with self._lock:
+            if self._deals_by_invoice is None or reload:
+                index: dict[int, int] = {}
+                for deal in self.crm.iter_deals():
+                    invoice_id = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
+                    if invoice_id and invoice_id.isdigit():
+                        index.setdefault(int(invoice_id), int(deal["id"]))
+                self._deals_by_invoice = index
+            return self._deals_by_invoice
+
+    def settle_pending(
+        self,
+        seen: set[int],
+        *,
+        rehandle: Callable[[int], None],
+        quarantine: Callable[[Invoice, ApiRejected], None],
+    ) -> None:
+        """Confirm or redo every create of ours (or a dead run's) whose outcome is not known yet.
+
+        `rehandle(invoice_id)` reads an invoice this run did not meet and handles it (a dead run's claim);
+        `quarantine(invoice, error)` puts aside an invoice whose repeated create the CRM refused.
+        """
+        for _round in range(RECOVERY_ROUNDS):
+            stale_before = self._stale_before()
+            pending = [
+                link
+                for link in self.store.pending_deal_links()
+                if link.claimed_by == self.owner or (link.claimed_at and link.claimed_at < stale_before)
+            ]
+            if not pending:
+                break
+            index = self._deal_index(reload=True)
+            for link in pending:
+                if link.invoice_id in index:
+                    invoice = self._unconfirmed.pop(link.invoice_id, (None, None, None))[0]
+                    updated_at = invoice.updated_at if invoice else None
+                    self.store.confirm_deal(link.invoice_id, index[link.invoice_id], link.payload_hash, updated_at)
+                    self.summary.add("deals_recovered")
+                elif link.invoice_id in self._unconfirmed:
+                    invoice, deal, digest = self._unconfirmed[link.invoice_id]
+                    try:
+                        self._create(invoice, deal, digest)
+                    except ApiRejected as exc:
+                        with self._lock:
+                            self._unconfirmed.pop(invoice.id, None)
+                        quarantine(invoice, exc)
+                elif link.invoice_id not in seen:
+                    rehandle(link.invoice_id)
+                    seen.add(link.invoice_id)
+                else:
+                    self.store.release_claim(link.invoice_id)  # met this run and not to be created after all
+        self.summary.deals_unconfirmed = len(self._unconfirmed)
