@@ -1,16 +1,24 @@
-"""Hooks: Airflow connections → engine clients. Small on purpose, like the HTTP provider's `HttpHook`."""
+"""Hooks: Airflow connections → engine clients. Small on purpose, like the HTTP provider's `HttpHook`.
+
+A hook only reads its connection's fields and hands them to `fakturownia_sync.connections`, which builds
+the clients and the store the same way for the DAGs, the demo, the benchmarks and the tests.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, ApiAccount, resolve_account
+from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, ApiAccount
+from fakturownia_sync.connections import ApiEndpoint, connect_crm, connect_fakturownia, open_state_store, state_db_url
 from fakturownia_sync.fakturownia_client import FakturowniaClient
-from fakturownia_sync.state import StateStore, default_state_url
+from fakturownia_sync.state import StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.transport import RetryPolicy
 
@@ -29,18 +37,16 @@ class _ApiHook(BaseHook):
         self.conn_id = conn_id or self.default_conn_name
         self.requests_per_minute = requests_per_minute
 
-    def account(self) -> ApiAccount:
+    def endpoint(self) -> ApiEndpoint:
         conn = self.get_connection(self.conn_id)
         if conn.password:
             mask_secret(conn.password)
-        return resolve_account(
-            self.api,
-            token=conn.password,
-            host=conn.host,
-            port=conn.port,
-            schema=conn.schema,
-            conn_id=self.conn_id,
+        return ApiEndpoint(
+            token=conn.password, host=conn.host, port=conn.port, schema=conn.schema, conn_id=self.conn_id
         )
+
+    def account(self) -> ApiAccount:
+        return self.endpoint().account(self.api)
 
 
 class FakturowniaHook(_ApiHook):
@@ -50,7 +56,7 @@ class FakturowniaHook(_ApiHook):
     api = FAKTUROWNIA
 
     def get_conn(self, policy: RetryPolicy | None = None) -> FakturowniaClient:
-        return FakturowniaClient.connect(self.account(), requests_per_minute=self.requests_per_minute, policy=policy)
+        return connect_fakturownia(self.endpoint(), requests_per_minute=self.requests_per_minute, policy=policy)
 
 
 class SugesterHook(_ApiHook):
@@ -60,7 +66,7 @@ class SugesterHook(_ApiHook):
     api = SUGESTER
 
     def get_conn(self, policy: RetryPolicy | None = None) -> SugesterClient:
-        return SugesterClient.connect(self.account(), requests_per_minute=self.requests_per_minute, policy=policy)
+        return connect_crm(self.endpoint(), requests_per_minute=self.requests_per_minute, policy=policy)
 
 
 class SyncStateHook(BaseHook):
@@ -79,14 +85,25 @@ class SyncStateHook(BaseHook):
         try:
             conn = self.get_connection(self.conn_id)
         except AirflowNotFoundException:
-            return default_state_url()
+            return state_db_url(None)
         if conn.password:
             mask_secret(conn.password)
         extra: dict[str, Any] = conn.extra_dejson or {}
-        url = extra.get("url") or conn.get_uri()
-        if url.startswith(("postgres://", "postgresql://")):
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return url
+        if extra.get("url"):
+            with contextlib.suppress(ArgumentError):  # a malformed URL is refused, by name, when it is opened
+                password = make_url(extra["url"]).password
+                if password:
+                    mask_secret(str(password))
+        return state_db_url(
+            extra.get("url"),
+            scheme=conn.conn_type if conn.conn_type != "generic" else None,
+            host=conn.host,
+            port=conn.port,
+            login=conn.login,
+            password=conn.password,
+            database=conn.schema,
+            conn_id=self.conn_id,
+        )
 
     def get_conn(self) -> StateStore:
-        return StateStore.open(self.url())
+        return open_state_store(self.url())
