@@ -47,26 +47,13 @@ def test_department_map_must_be_one_to_one() -> None:
         load_config({"department_map": pairs})
 
 
-def test_department_lookup() -> None:
-    config = load_config(
-        {
-            "department_map": [{"fakturownia_department_id": 11, "crm_department_id": 1}],
-            "no_department": {"crm_department_id": 9},
-        }
-    )
-    assert config.crm_department_for(11) == (True, 1)
-    assert config.crm_department_for(None) == (True, 9)
-    assert config.crm_department_for(12) == (False, None)
-    assert load_config(None).crm_department_for(12) == (True, None)  # empty map: departments not synced
-
-
 @pytest.mark.parametrize(
     ("host", "token", "base", "name"),
     [
         ("acme", "abc", "https://acme.fakturownia.pl", "acme"),
         ("", "abc/acme", "https://acme.fakturownia.pl", "acme"),
         (None, "abc/acme", "https://acme.fakturownia.pl", "acme"),
-        ("http://127.0.0.1:18081", "abc", "http://127.0.0.1:18081", "127.0.0.1"),
+        ("http://127.0.0.1:18081", "abc", "http://127.0.0.1:18081", "127.0.0.1:18081"),
         ("https://acme.fakturownia.pl/", "abc", "https://acme.fakturownia.pl", "acme"),
         ("acme.fakturownia.pl", "abc", "https://acme.fakturownia.pl", "acme"),
     ],

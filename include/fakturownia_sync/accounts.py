@@ -60,7 +60,8 @@ def resolve_account(
     if "://" in host:
         parts = urlsplit(host)
         base_url = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
-        name = parts.hostname or host
+        # host:port, not the bare host: two sandboxes on one machine differ only by port
+        name = parts.netloc.rsplit("@", 1)[-1] or host
         if parts.hostname and parts.hostname.endswith("." + DOMAINS.get(api, "")):
             name = parts.hostname.split(".", 1)[0]
     elif "." in host or ":" in host:
