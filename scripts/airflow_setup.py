@@ -10,19 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-DEMO_CONFIG = {
-    "invoice_kinds": ["vat", "vat_margin", "advance", "final", "receipt"],
-    "department_map": [
-        {"fakturownia_department_id": 11, "crm_department_id": 1},
-        {"fakturownia_department_id": 12, "crm_department_id": 2},
-        {"fakturownia_department_id": 13, "crm_department_id": 3},
-    ],
-    "no_department": {"crm_department_id": None, "fakturownia_department_id": None},
-    "deal_amount": "gross",
-    "conflict_policy": "newest_wins",
-    "lookback_minutes": 60,
-}
-
+from sandbox.demo_config import DEMO_CONFIG
 
 # Each API-calling task holds one slot of the pool of the API it writes most, so slots bound how many
 # processes call that API at once across all workers; each process keeps to `requests_per_minute`.

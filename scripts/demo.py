@@ -23,16 +23,19 @@ from pathlib import Path
 
 import requests
 
+from fakturownia_sync.connections import open_state_store, state_db_url
 from fakturownia_sync.run_summary import render_summary
-from fakturownia_sync.state import StateStore, default_state_url
+from sandbox.config import SandboxConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 SANDBOX_INFO = DEMO / "sandbox.json"
 SANDBOX_STATE = DEMO / "sandbox-state.json"
 SANDBOX_LOG = DEMO / "sandbox.log"
-PORTS = {"fakturownia": 18081, "sugester": 18082}
-TOKENS = {"fakturownia": "fk-sandbox-token", "sugester": "sg-sandbox-token"}
+# The sandbox's own defaults (`python -m sandbox`), so the demo and a hand-started sandbox agree.
+_DEFAULTS = SandboxConfig()
+PORTS = {"fakturownia": _DEFAULTS.fakturownia_port, "sugester": _DEFAULTS.sugester_port}
+TOKENS = {"fakturownia": _DEFAULTS.fakturownia_token, "sugester": _DEFAULTS.sugester_token}
 
 
 def _alive(info: dict) -> bool:
@@ -56,7 +59,7 @@ def ensure_sandbox() -> tuple[dict, bool]:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 sys.exit(
                     f"Port {port} is taken by another process (another checkout's sandbox? `make stop` there); "
-                    "the demo sandbox needs ports 18081 and 18082."
+                    f"the demo sandbox needs ports {PORTS['fakturownia']} and {PORTS['sugester']}."
                 )
     fresh = not SANDBOX_STATE.exists()
     command = [
@@ -103,7 +106,7 @@ def stop_sandbox() -> None:
 def prepare() -> None:
     DEMO.mkdir(exist_ok=True)
     _info, fresh = ensure_sandbox()
-    state_db = Path(default_state_url().removeprefix("sqlite:///"))
+    state_db = Path(state_db_url(None).removeprefix("sqlite:///"))
     if fresh:
         for path in (state_db, *state_db.parent.glob(state_db.name + "-*")):
             path.unlink(missing_ok=True)
@@ -127,7 +130,7 @@ def run_dag(dag_id: str, stream: str) -> tuple[dict, float]:
     with log_path.open("w") as log:
         result = subprocess.run([str(airflow), "dags", "test", dag_id], stdout=log, stderr=subprocess.STDOUT)
     wall = time.monotonic() - started
-    store = StateStore.open(default_state_url())
+    store = open_state_store(None)
     last = store.last_run(stream)
     store.close()
     if result.returncode != 0 or not last or last["status"] not in ("success", "incomplete"):
