@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fakturownia_sync.errors import ConfigError
 
@@ -24,27 +24,68 @@ INVOICE_KINDS = (
 DEFAULT_INVOICE_KINDS = ["vat", "vat_margin", "advance", "final", "receipt"]
 
 
+# Bounds (issue 8): every number is bounded, so a typo fails at the first task with the key's name instead of
+# an OverflowError or a run that retries for a century.
+MAX_LOOKBACK_MINUTES = 30 * 24 * 60  # 30 days: the sweep re-reads at most a month before its cursor
+MAX_RETRY_MINUTES = 30 * 24 * 60  # quarantined records are retried at least every 30 days
+MAX_REQUESTS_PER_MINUTE = 100_000  # far above what either vendor allows; 0 means "no client-side limit"
+MAX_CRM_WRITE_CONCURRENCY = 32
+MAX_ID = 2**63 - 1  # ids are BIGINT in the state DB and in both APIs
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+RecordId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
 class DepartmentPair(_Strict):
-    fakturownia_department_id: int
-    crm_department_id: int
+    fakturownia_department_id: RecordId
+    crm_department_id: RecordId
 
 
 class NoDepartment(_Strict):
-    """What a record with no department on one side gets on the other (None: no department)."""
+    """What a record with no department on one side gets on the other (None: no department).
 
-    crm_department_id: int | None = None
-    fakturownia_department_id: int | None = None
+    Applies only while `department_map` has pairs; see `departments.py` for the whole rule."""
+
+    crm_department_id: RecordId | None = None
+    fakturownia_department_id: RecordId | None = None
 
 
 class ApiBudgets(_Strict):
     """Requests per minute each worker process may send to each API (0: no client-side limit)."""
 
-    fakturownia: int = Field(default=0, ge=0)
-    sugester: int = Field(default=0, ge=0)
+    fakturownia: int = Field(default=0, ge=0, le=MAX_REQUESTS_PER_MINUTE)
+    sugester: int = Field(default=0, ge=0, le=MAX_REQUESTS_PER_MINUTE)
+
+
+class AnonymousBuyers(_Strict):
+    """What a document's buyer with no client card, no NIP and no e-mail (receipts, walk-in customers) becomes.
+
+    `per_buyer` (default): one CRM client per distinct normalised name and address; `catch_all`: the one CRM
+    client `crm_client_id`; `quarantine`: the document is held for a person."""
+
+    policy: Literal["per_buyer", "catch_all", "quarantine"] = "per_buyer"
+    crm_client_id: RecordId | None = None
+
+    @model_validator(mode="after")
+    def _catch_all_names_its_client(self) -> AnonymousBuyers:
+        if self.policy == "catch_all" and self.crm_client_id is None:
+            raise ValueError("policy 'catch_all' needs 'crm_client_id', the CRM client that takes these documents")
+        if self.policy != "catch_all" and self.crm_client_id is not None:
+            raise ValueError(f"'crm_client_id' is used only by policy 'catch_all', not by {self.policy!r}")
+        return self
+
+
+# The keys that decide how a record comes out (which invoices get deals, and what a deal shows): the
+# fingerprint covers exactly these, so a change of any of them retries quarantined records. Every other key
+# is in NON_DECISIVE_KEYS (throughput, sweep timing, client merge policy); a test keeps the two complete.
+DECISIVE_KEYS = frozenset({"invoice_kinds", "department_map", "no_department", "deal_amount", "anonymous_buyers"})
+NON_DECISIVE_KEYS = frozenset(
+    {"conflict_policy", "lookback_minutes", "quarantine_retry_minutes", "requests_per_minute", "crm_write_concurrency"}
+)
 
 
 class SyncConfig(_Strict):
@@ -53,10 +94,11 @@ class SyncConfig(_Strict):
     no_department: NoDepartment = Field(default_factory=NoDepartment)
     deal_amount: Literal["gross", "net"] = "gross"
     conflict_policy: Literal["newest_wins", "fakturownia_wins", "crm_wins"] = "newest_wins"
-    lookback_minutes: int = Field(default=60, ge=0)
-    quarantine_retry_minutes: int = Field(default=60, ge=0)
+    lookback_minutes: int = Field(default=60, ge=0, le=MAX_LOOKBACK_MINUTES)
+    quarantine_retry_minutes: int = Field(default=60, ge=0, le=MAX_RETRY_MINUTES)
     requests_per_minute: ApiBudgets = Field(default_factory=ApiBudgets)
-    crm_write_concurrency: int = Field(default=4, ge=1, le=32)
+    crm_write_concurrency: int = Field(default=4, ge=1, le=MAX_CRM_WRITE_CONCURRENCY)
+    anonymous_buyers: AnonymousBuyers = Field(default_factory=AnonymousBuyers)
 
     @field_validator("invoice_kinds")
     @classmethod
@@ -76,25 +118,15 @@ class SyncConfig(_Strict):
                 raise ValueError(f"{side} {repeated} is mapped more than once; the map must be one-to-one")
         return pairs
 
-    def crm_department_for(self, fakturownia_department_id: int | None) -> tuple[bool, int | None]:
-        """(mapped?, CRM department id) for a Fakturownia department.
-
-        An empty map means departments are not synced: everything maps to "no department". A record with no
-        department takes `no_department.crm_department_id`.
-        """
-        if fakturownia_department_id is None:
-            return True, self.no_department.crm_department_id
-        if not self.department_map:
-            return True, None
-        for pair in self.department_map:
-            if pair.fakturownia_department_id == fakturownia_department_id:
-                return True, pair.crm_department_id
-        return False, None
-
     def fingerprint(self) -> str:
-        """A short hash of the settings that decide a record's outcome (not of throughput knobs);
-        quarantine entries remember it, so a config change that could fix them retries them."""
-        decisive = self.model_dump(include={"invoice_kinds", "department_map", "no_department", "deal_amount"})
+        """A short hash of the settings that decide a record's outcome (`DECISIVE_KEYS`, not throughput knobs);
+        quarantine entries remember it, so a config change that could fix them retries them. The order of
+        `invoice_kinds` and of `department_map` does not change it."""
+        decisive = self.model_dump(include=set(DECISIVE_KEYS))
+        decisive["invoice_kinds"] = sorted(set(decisive["invoice_kinds"]))
+        decisive["department_map"] = sorted(
+            (pair["fakturownia_department_id"], pair["crm_department_id"]) for pair in decisive["department_map"]
+        )
         return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -102,7 +134,22 @@ def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
-    return f"key '{key}': {error['msg']} (got {json.dumps(error.get('input'), default=str)[:80]})"
+    bounds = error.get("ctx") or {}
+    if error["type"] == "less_than_equal":
+        message = f"must be at most {bounds['le']}{_UNITS.get(key, '')}"
+    elif error["type"] == "greater_than_equal":
+        message = f"must be at least {bounds['ge']}{_UNITS.get(key, '')}"
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+    return f"key '{key}': {message} (got {json.dumps(error.get('input'), default=str)[:80]})"
+
+
+_UNITS = {
+    "lookback_minutes": " minutes (30 days)",
+    "quarantine_retry_minutes": " minutes (30 days)",
+    "requests_per_minute.fakturownia": " requests a minute (0: no client-side limit)",
+    "requests_per_minute.sugester": " requests a minute (0: no client-side limit)",
+}
 
 
 def load_config(raw: str | dict[str, Any] | None) -> SyncConfig:

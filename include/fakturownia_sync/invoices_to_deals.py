@@ -36,8 +36,8 @@ from typing import Any
 
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_mapping import build_deal, payload_hash
-from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.deal_writer import RECOVERY_ROUNDS, DealWriter
+from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
     ApiAuthError,
     ApiNotFound,
