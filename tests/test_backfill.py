@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import date
 from pathlib import Path
 
@@ -38,6 +39,37 @@ def test_params_are_validated_by_name() -> None:
     ):
         with pytest.raises(ConfigError, match=f"'{name}'"):
             request(**params)
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"date_to": "9999-12-31"}, "date_to"),
+        ({"date_to": "2101-01-01"}, "date_to"),
+        ({"date_from": "1999-12-31"}, "date_from"),
+        ({"date_from": "0001-01-01"}, "date_from"),
+    ],
+)
+def test_backfill_dates_outside_2000_to_2100_fail_with_one_sentence_naming_the_param(params, name) -> None:
+    with pytest.raises(ConfigError) as info:
+        request(**params)
+    assert str(info.value).startswith(f"Param '{name}' must be between 2000-01-01 and 2100-12-31")
+
+
+def test_backfill_window_count_over_the_mapping_limit_is_refused_before_windows_are_built(tmp_path: Path) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    widest = request(date_from="2000-01-01", date_to="2100-12-31", window="day")
+    tracemalloc.start()
+    with pytest.raises(ConfigError, match="36890 windows of one day each, over Airflow's limit of 1024") as info:
+        plan_invoice_windows(widest, store)
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 200_000, peak  # counted, not listed: 36,890 windows as dicts would take megabytes
+    assert "Param 'window'" in str(info.value)
+    with pytest.raises(ConfigError, match="3 windows of one month each, over Airflow's limit of 2"):
+        plan_invoice_windows(request(date_to="2024-03-31"), store, max_windows=2)
+    assert len(plan_invoice_windows(request(date_to="2024-03-31"), store, max_windows=3)[0]) == 3
+    store.close()
 
 
 def test_finished_windows_are_skipped_unless_reprocessed(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import random
 from datetime import date, timedelta
 
 import pytest
 
-from fakturownia_sync.windows import WINDOW_SIZES, split_windows
+from fakturownia_sync.windows import WINDOW_SIZES, count_windows, split_windows
 
 
 def test_months_are_calendar_aligned_and_clipped() -> None:
@@ -50,3 +51,13 @@ def test_bad_ranges_are_refused() -> None:
         split_windows(date(2024, 2, 1), date(2024, 1, 1))
     with pytest.raises(ValueError, match="window must be"):
         split_windows(date(2024, 1, 1), date(2024, 2, 1), "fortnight")
+
+
+@pytest.mark.parametrize("size", WINDOW_SIZES)
+def test_window_count_is_computed_without_building_the_windows(size: str) -> None:
+    rng = random.Random(size)
+    for _ in range(400):
+        start = date(2000, 1, 1) + timedelta(days=rng.randrange(36_000))
+        end = start + timedelta(days=rng.choice((0, 1, 6, 7, 30, 31, 92, 365, rng.randrange(2_000))))
+        assert count_windows(start, end, size) == len(split_windows(start, end, size)), (start, end)
+    assert count_windows(date(2000, 1, 1), date(9999, 12, 31), size) >= 8000  # instant, even for years 2000-9999

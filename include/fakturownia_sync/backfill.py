@@ -15,10 +15,14 @@ from typing import Any
 from fakturownia_sync.config import INVOICE_KINDS, SyncConfig
 from fakturownia_sync.errors import ConfigError, SyncError
 from fakturownia_sync.state import StateStore
-from fakturownia_sync.windows import WINDOW_SIZES, WindowSize, split_windows
+from fakturownia_sync.windows import WINDOW_SIZES, WindowSize, count_windows, split_windows
 
 ENTITIES = ("clients", "invoices")
-MAX_WINDOWS = 1024  # Airflow's default [core] max_map_length
+MAX_WINDOWS = 1024  # Airflow's default [core] max_map_length; the task passes the configured one
+# Invoices of this century: bounds that keep every date a date (9999-12-31 + one day is not) and every
+# window count small enough to compute; the DAG's Params form says the same.
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2100, 12, 31)
 
 
 class WindowIncomplete(SyncError):
@@ -49,9 +53,14 @@ class BackfillRequest:
             if value in (None, "") and default is not None:
                 return default
             try:
-                return date.fromisoformat(str(value))
+                parsed = date.fromisoformat(str(value))
             except ValueError:
                 raise ConfigError(f"Param '{name}' must be a date YYYY-MM-DD, got {value!r}") from None
+            if not EARLIEST_DATE <= parsed <= LATEST_DATE:
+                raise ConfigError(
+                    f"Param '{name}' must be between {EARLIEST_DATE} and {LATEST_DATE}, got {parsed.isoformat()}"
+                )
+            return parsed
 
         date_from, date_to = day("date_from"), day("date_to", today)
         if date_to < date_from:
@@ -76,10 +85,22 @@ class BackfillRequest:
         )
 
 
-def plan_invoice_windows(request: BackfillRequest, store: StateStore) -> tuple[list[dict[str, str]], int]:
-    """The windows still to do (as Airflow-mappable dicts) and how many were skipped as already finished."""
+def plan_invoice_windows(
+    request: BackfillRequest, store: StateStore, max_windows: int = MAX_WINDOWS
+) -> tuple[list[dict[str, str]], int]:
+    """The windows still to do (as Airflow-mappable dicts) and how many were skipped as already finished.
+
+    `max_windows` is Airflow's `[core] max_map_length`; a range that splits into more windows is refused by
+    its count, before any window is built."""
     if "invoices" not in request.entities:
         return [], 0
+    count = count_windows(request.date_from, request.date_to, request.window)
+    if count > max_windows:
+        raise ConfigError(
+            f"Param 'window': {request.date_from}..{request.date_to} splits into {count} windows of one "
+            f"{request.window} each, over Airflow's limit of {max_windows} mapped tasks; choose a longer "
+            "'window' or a shorter date range"
+        )
     windows = split_windows(request.date_from, request.date_to, request.window)
     done = set() if request.reprocess else store.finished_windows("invoices", request.scope)
     todo = [
@@ -87,11 +108,6 @@ def plan_invoice_windows(request: BackfillRequest, store: StateStore) -> tuple[l
         for first, last in windows
         if (first, last) not in done
     ]
-    if len(todo) > MAX_WINDOWS:
-        raise ConfigError(
-            f"{len(todo)} windows of one {request.window} each exceed Airflow's limit of {MAX_WINDOWS} mapped "
-            "tasks; choose a longer 'window' or a shorter date range"
-        )
     return todo, len(windows) - len(todo)
 
 

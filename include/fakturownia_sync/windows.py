@@ -27,12 +27,35 @@ def _next_start(start: date, size: WindowSize) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def split_windows(date_from: date, date_to: date, size: WindowSize = "month") -> list[tuple[date, date]]:
-    """[(first day, last day), ...] covering date_from..date_to exactly, in order."""
+def _check(date_from: date, date_to: date, size: str) -> None:
     if size not in WINDOW_SIZES:
         raise ValueError(f"window must be one of {', '.join(WINDOW_SIZES)}, got {size!r}")
     if date_to < date_from:
         raise ValueError(f"date_to {date_to} is before date_from {date_from}")
+
+
+def count_windows(date_from: date, date_to: date, size: WindowSize = "month") -> int:
+    """How many windows `split_windows` would return, computed without building them (a day-window range
+    over millennia is refused by its count, not after the list has eaten the worker's memory)."""
+    _check(date_from, date_to, size)
+    if size == "day":
+        return (date_to - date_from).days + 1
+    if size == "week":
+        mondays = (date_to - timedelta(days=date_to.weekday())) - (date_from - timedelta(days=date_from.weekday()))
+        return mondays.days // 7 + 1
+    if size == "year":
+        return date_to.year - date_from.year + 1
+    per_year, span = (12, 1) if size == "month" else (4, 3)
+    return (
+        (date_to.year * per_year + (date_to.month - 1) // span)
+        - (date_from.year * per_year + (date_from.month - 1) // span)
+        + 1
+    )
+
+
+def split_windows(date_from: date, date_to: date, size: WindowSize = "month") -> list[tuple[date, date]]:
+    """[(first day, last day), ...] covering date_from..date_to exactly, in order."""
+    _check(date_from, date_to, size)
     windows = []
     start = date_from
     while start <= date_to:
