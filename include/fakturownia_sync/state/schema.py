@@ -3,7 +3,9 @@
 Unique keys carry the "exactly one" promises: one deal per invoice (`invoice_deals.invoice_id`), one CRM
 deal linked once (`invoice_deals.deal_id`), one-to-one client links, one CRM client created per client
 (`crm_client_claims.claim_key`), one Fakturownia client created per CRM client
-(`fakturownia_client_claims.claim_key`), one quarantine entry per record, one review entry per client.
+(`fakturownia_client_claims.claim_key`), one quarantine entry per record, one review entry per client, and
+one create per company however it is reached (`create_claim_keys`: every evidence key of a create, each
+held by one claim at a time).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    ForeignKey,
     Integer,
     MetaData,
     String,
@@ -191,4 +194,27 @@ client_conflicts = Table(
     Column("winner", String(16), nullable=False),
     Column("run_owner", String(250), nullable=False),
     Column("detected_at", UtcDateTime, nullable=False),
+)
+
+# Creates claimed on every evidence key at once (migration 0004) -----------------------------------------
+
+create_claims = Table(
+    "create_claims",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(32), nullable=False),  # what is created: crm_client | fakturownia_client | crm_deal
+    Column("claimed_by", String(250), nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
+    Column("token", String(32), nullable=False),  # new on every claim and take-over: tells holders apart
+    Column("created_id", BigInteger),  # null while the create is in flight or unconfirmed
+)
+
+create_claim_keys = Table(
+    "create_claim_keys",
+    metadata,
+    # One row per evidence key of a claimed create ("fakturownia:<id>", "nip:<NIP>", "email:<address>",
+    # "crm:<id>", "invoice:<id>"); the primary key lets one claim at a time hold a key of a target.
+    Column("target", String(32), primary_key=True),
+    Column("claim_key", String(320), primary_key=True),
+    Column("claim_id", Integer, ForeignKey("create_claims.id"), nullable=False, index=True),
 )
