@@ -96,7 +96,7 @@ class SyncStateHook(BaseHook):
                     mask_secret(str(password))
         return state_db_url(
             extra.get("url"),
-            scheme=conn.conn_type if conn.conn_type != "generic" else None,
+            scheme=conn.conn_type,
             host=conn.host,
             port=conn.port,
             login=conn.login,
