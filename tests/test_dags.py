@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from fakturownia_sync.state import StateStore
+from sandbox.demo_config import DEMO_CONFIG
 from sandbox.process import SandboxProcess
-from scripts.airflow_setup import DEMO_CONFIG
 from tests.airflow_harness import FAKTUROWNIA_TOKEN, ROOT, SUGESTER_TOKEN, connections_env, dags_test
 from tests.sync_harness import deals_by_invoice, duplicates
 
