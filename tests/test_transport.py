@@ -10,6 +10,7 @@ import requests
 from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, ApiAccount
 from fakturownia_sync.errors import AmbiguousWriteError, ApiAuthError, ApiNotFound, ApiRejected, ApiUnavailable
 from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.rate_budget import RateBudget
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.transport import ApiTransport, RetryPolicy, parse_retry_after
 
@@ -17,15 +18,36 @@ TOKEN = "s3cr3tT0ken/acme"
 BASE = "https://acme.fakturownia.pl"
 
 
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
+class FakeTime:
+    """A clock that moves only when something sleeps on it; the sleeps are recorded, not slept."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture
-def transport(sleeps: list[float]) -> ApiTransport:
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def sleeps(fake_time: FakeTime) -> list[float]:
+    return fake_time.sleeps
+
+
+@pytest.fixture
+def transport(fake_time: FakeTime) -> ApiTransport:
     account = ApiAccount(FAKTUROWNIA, BASE, "acme", TOKEN)
-    return ApiTransport(account, policy=RetryPolicy(max_attempts=4), sleep=sleeps.append)
+    budget = RateBudget(None, clock=fake_time.clock, sleep=fake_time.sleep)
+    return ApiTransport(account, policy=RetryPolicy(max_attempts=4), budget=budget, sleep=fake_time.sleep)
 
 
 def assert_no_token(text: str) -> None:

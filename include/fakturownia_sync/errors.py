@@ -61,6 +61,21 @@ class ApiUnavailable(ApiError):
     """429/5xx/connection failures went on past the retry budget. The run should fail and be retried later."""
 
 
+class ApiRedirected(ApiUnavailable):
+    """The API answered a redirect (3xx). Redirects are never followed: the request carries the API token, and
+    a redirect target is not the API we were told to trust. It says the connection's host is wrong (e.g. http
+    for https, or an account that moved), so the run fails; the message names the target, token redacted.
+    """
+
+
+class ApiMalformed(ApiUnavailable):
+    """A 2xx answer whose body is not what the endpoint returns (not JSON, not a list of records, not a record).
+
+    Reads retry it within the normal budget (a proxy's HTML page may pass); when it persists, the run fails
+    rather than take a broken page for the end of a list. The message names the API and the path.
+    """
+
+
 class AmbiguousWriteError(ApiError):
     """A create (POST) failed in a way that leaves unknown whether the server applied it.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from fakturownia_sync.accounts import ApiAccount
 from fakturownia_sync.rate_budget import RateBudget
-from fakturownia_sync.transport import ApiTransport, RetryPolicy
+from fakturownia_sync.transport import LIST, RECORD, ApiTransport, RetryPolicy
 
 PER_PAGE = 100
 
@@ -25,7 +25,8 @@ class FakturowniaClient:
     def connect(
         cls, account: ApiAccount, *, requests_per_minute: int = 0, policy: RetryPolicy | None = None
     ) -> FakturowniaClient:
-        return cls(ApiTransport(account, policy=policy, budget=RateBudget(requests_per_minute)))
+        budget = RateBudget.shared(f"{account.api} {account.base_url}", requests_per_minute)
+        return cls(ApiTransport(account, policy=policy, budget=budget))
 
     @property
     def account(self) -> ApiAccount:
@@ -39,7 +40,9 @@ class FakturowniaClient:
         """Yield one page (a list) at a time, so callers stream instead of collecting history in memory."""
         page = 1
         while True:
-            items = self.transport.request("GET", path, params={**(params or {}), "page": page, "per_page": PER_PAGE})
+            items = self.transport.request(
+                "GET", path, params={**(params or {}), "page": page, "per_page": PER_PAGE}, expect=LIST
+            )
             items = items or []
             yield items
             if len(items) < PER_PAGE:
@@ -66,22 +69,22 @@ class FakturowniaClient:
         return self.iter_pages("/invoices.json", params)
 
     def get_invoice(self, invoice_id: int) -> dict[str, Any]:
-        return self.transport.request("GET", f"/invoices/{int(invoice_id)}.json")
+        return self.transport.request("GET", f"/invoices/{int(invoice_id)}.json", expect=RECORD)
 
     def get_client(self, client_id: int) -> dict[str, Any]:
-        return self.transport.request("GET", f"/clients/{int(client_id)}.json")
+        return self.transport.request("GET", f"/clients/{int(client_id)}.json", expect=RECORD)
 
     def iter_client_pages_by_update(self) -> Iterator[list[dict[str, Any]]]:
         return self.iter_pages("/clients.json", {"order": "updated_at.desc"})
 
     def create_client(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("POST", "/clients.json", body={"client": fields})
+        return self.transport.request("POST", "/clients.json", body={"client": fields}, expect=RECORD)
 
     def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("PUT", f"/clients/{int(client_id)}.json", body={"client": fields})
+        return self.transport.request("PUT", f"/clients/{int(client_id)}.json", body={"client": fields}, expect=RECORD)
 
     def departments(self) -> list[dict[str, Any]]:
-        return self.transport.request("GET", "/departments.json") or []
+        return self.transport.request("GET", "/departments.json", expect=LIST)
 
     def check_access(self) -> None:
         """One cheap authenticated read; raises `ApiAuthError`/`ApiUnavailable` when the account is unusable."""

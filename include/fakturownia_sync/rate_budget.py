@@ -1,47 +1,175 @@
-"""A per-process requests-per-minute budget, so each worker stays inside its share of a vendor's limit.
+"""How fast one process may call one vendor API: a configured ceiling, and a rate learnt from its 429s.
 
-Across workers, an Airflow pool bounds how many tasks call an API at once; inside one process this bucket
-spaces the calls out. Thread-safe, because CRM writes go out from several threads.
+Across workers, an Airflow pool bounds how many tasks call an API at once; inside one process this budget
+spaces the calls out. It is shared by every thread and every client of the process that talks to the same
+account (`RateBudget.shared`), because the vendor counts them together.
+
+Nobody has to know the vendor's limit. With no `requests_per_minute` configured the budget starts unlimited,
+and a 429 teaches it (AIMD, as TCP does with congestion):
+
+* **multiplicative decrease**: the allowed rate drops to `DECREASE` × the rate in use (on the first 429, the
+  rate of answers actually received over the last seconds), and every thread pauses for the `Retry-After` the
+  server asked for, not just the thread that got the 429;
+* **additive increase**: while answers are fine the rate creeps back up by `INCREASE_SHARE` of the highest
+  learnt rate per second (at least `MIN_STEP`), so the budget keeps probing for room instead of settling far
+  below the limit; a 429 with too few recent answers to tell a rate from only pauses;
+* a 429 for a request sent before the last pause ended is a straggler of the same episode: its own thread
+  waits, but it neither cuts the rate again nor extends the pause;
+* after `FORGET_AFTER` seconds without a 429 the learnt rate is dropped (the limit may have been raised).
+
+A configured `requests_per_minute` stays a hard ceiling over the learnt rate. Thread-safe.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+
+DECREASE = 0.8
+INCREASE_SHARE = 0.02
+MIN_RATE = 0.2
+FORGET_AFTER = 120.0
+DEFAULT_PAUSE = 1.0
+MAX_PAUSE = 120.0
+MIN_STEP = 0.1
+_WINDOW = 2.0
+_MIN_EVIDENCE = 3
+
+_shared: dict[str, RateBudget] = {}
+_shared_lock = threading.Lock()
 
 
 class RateBudget:
-    """Token bucket refilled at `requests_per_minute / 60` per second, holding at most one second's worth."""
+    """A token bucket refilled at the allowed rate (ceiling or learnt), holding at most one second's worth."""
 
     def __init__(
         self,
         requests_per_minute: float | None,
         *,
+        learn: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.rate = (requests_per_minute or 0) / 60.0
-        self.capacity = max(1.0, self.rate)
-        self._tokens = self.capacity
+        self.ceiling = (requests_per_minute or 0) / 60.0
+        self.learn = learn
+        self.learnt: float | None = None
+        self._peak = 0.0
         self._clock = clock
         self._sleep = sleep
-        self._last = clock()
         self._lock = threading.Lock()
+        now = clock()
+        self._tokens = max(1.0, self.ceiling)
+        self._last = now
+        self._paused_until = now
+        self._last_increase = now
+        self._last_429 = float("-inf")
+        self._answers: deque[float] = deque()
         self.waited_seconds = 0.0
+        self.cuts = 0
 
-    def acquire(self) -> None:
-        """Take one request's worth of budget, sleeping until it is there. A budget of 0/None never waits."""
-        if self.rate <= 0:
-            return
+    @classmethod
+    def shared(cls, key: str, requests_per_minute: float | None) -> RateBudget:
+        """The process-wide budget of one API account (`key`); a new configured ceiling replaces the old one."""
+        with _shared_lock:
+            budget = _shared.get(key)
+            if budget is None:
+                budget = _shared[key] = cls(requests_per_minute)
+            else:
+                with budget._lock:
+                    budget.ceiling = (requests_per_minute or 0) / 60.0
+            return budget
+
+    @property
+    def rate(self) -> float:
+        """Requests per second allowed now; 0 means unlimited."""
+        with self._lock:
+            return self._rate()
+
+    def _rate(self) -> float:
+        if self.learnt is None:
+            return self.ceiling
+        return min(self.learnt, self.ceiling) if self.ceiling > 0 else self.learnt
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take one request's worth of budget, sleeping until it is there.
+
+        Returns False, without waiting, when it would not be there within `timeout` seconds.
+        """
+        deadline = None if timeout is None else self._clock() + timeout
         while True:
             with self._lock:
                 now = self._clock()
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                wait = (1.0 - self._tokens) / self.rate
+                self._probe_up(now)
+                if now < self._paused_until:
+                    wait = self._paused_until - now
+                else:
+                    rate = self._rate()
+                    if rate <= 0:
+                        return True
+                    elapsed = max(0.0, now - self._last)
+                    self._tokens = min(max(1.0, rate), self._tokens + elapsed * rate)
+                    self._last = max(self._last, now)
+                    if self._tokens >= 1.0:
+                        self._tokens -= 1.0
+                        return True
+                    wait = (1.0 - self._tokens) / rate
+                if deadline is not None and now + wait > deadline:
+                    return False
                 self.waited_seconds += wait
             self._sleep(wait)
+
+    def stamp(self) -> float:
+        """The budget's clock, to be passed back with the answer of the request sent now."""
+        return self._clock()
+
+    def answered(self, sent_at: float) -> None:
+        """A request got an answer that was not a 429: counts toward the observed rate."""
+        with self._lock:
+            now = self._clock()
+            self._answers.append(now)
+            while self._answers and self._answers[0] < now - _WINDOW:
+                self._answers.popleft()
+
+    def rate_limited(self, sent_at: float, retry_after: float | None) -> None:
+        """A request sent at `sent_at` was answered 429: pause everyone and (unless a straggler) slow down."""
+        with self._lock:
+            now = self._clock()
+            self._last_429 = now
+            if sent_at < self._paused_until:
+                return  # sent before the last pause ended: same episode, already answered for
+            pause = DEFAULT_PAUSE if retry_after is None else min(max(retry_after, 0.0), MAX_PAUSE)
+            self._paused_until = now + pause
+            if not self.learn:
+                return
+            base = self._rate() or self._observed(now)
+            if base <= 0:
+                return  # too few answers yet to tell a rate from: the pause alone must do
+            self.learnt = max(MIN_RATE, base * DECREASE)
+            self._peak = max(self._peak, self.learnt)
+            self.cuts += 1
+            self._tokens = 0.0
+            self._last = self._paused_until
+            self._last_increase = self._paused_until
+
+    def _observed(self, now: float) -> float:
+        while self._answers and self._answers[0] < now - _WINDOW:
+            self._answers.popleft()
+        if len(self._answers) < _MIN_EVIDENCE:
+            return 0.0
+        span = min(_WINDOW, max(1.0, now - self._answers[0]))
+        return len(self._answers) / span
+
+    def _probe_up(self, now: float) -> None:
+        if self.learnt is None:
+            return
+        if now - self._last_429 > FORGET_AFTER:
+            self.learnt = None
+            self._tokens = max(1.0, self.ceiling)
+            return
+        if now > self._last_increase:
+            self.learnt += max(INCREASE_SHARE * self._peak, MIN_STEP) * (now - self._last_increase)
+            if self.ceiling > 0:
+                self.learnt = min(self.learnt, self.ceiling)
+            self._last_increase = now

@@ -12,7 +12,7 @@ from typing import Any
 
 from fakturownia_sync.accounts import ApiAccount
 from fakturownia_sync.rate_budget import RateBudget
-from fakturownia_sync.transport import ApiTransport, RetryPolicy
+from fakturownia_sync.transport import LIST, RECORD, ApiTransport, RetryPolicy
 
 PER_PAGE = 100
 
@@ -42,7 +42,8 @@ class SugesterClient:
     def connect(
         cls, account: ApiAccount, *, requests_per_minute: int = 0, policy: RetryPolicy | None = None
     ) -> SugesterClient:
-        return cls(ApiTransport(account, policy=policy, budget=RateBudget(requests_per_minute)))
+        budget = RateBudget.shared(f"{account.api} {account.base_url}", requests_per_minute)
+        return cls(ApiTransport(account, policy=policy, budget=budget))
 
     @property
     def account(self) -> ApiAccount:
@@ -52,7 +53,9 @@ class SugesterClient:
         seen: set[int] = set()
         page = 1
         while True:
-            items = self.transport.request("GET", path, params={**(params or {}), "page": page, "per_page": PER_PAGE})
+            items = self.transport.request(
+                "GET", path, params={**(params or {}), "page": page, "per_page": PER_PAGE}, expect=LIST
+            )
             fresh = [item for item in items or [] if item.get("id") not in seen]
             if not fresh:
                 return
@@ -65,28 +68,30 @@ class SugesterClient:
         return self.iter_all("/app/clients.json")
 
     def get_client(self, client_id: int) -> dict[str, Any]:
-        return self.transport.request("GET", f"/app/clients/{int(client_id)}.json")
+        return self.transport.request("GET", f"/app/clients/{int(client_id)}.json", expect=RECORD)
 
     def create_client(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("POST", "/app/clients.json", body={"client": fields})
+        return self.transport.request("POST", "/app/clients.json", body={"client": fields}, expect=RECORD)
 
     def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("PUT", f"/app/clients/{int(client_id)}.json", body={"client": fields})
+        return self.transport.request(
+            "PUT", f"/app/clients/{int(client_id)}.json", body={"client": fields}, expect=RECORD
+        )
 
     def iter_deals(self) -> Iterator[dict[str, Any]]:
         return self.iter_all("/app/deals.json")
 
     def get_deal(self, deal_id: int) -> dict[str, Any]:
-        return self.transport.request("GET", f"/app/deals/{int(deal_id)}.json")
+        return self.transport.request("GET", f"/app/deals/{int(deal_id)}.json", expect=RECORD)
 
     def create_deal(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("POST", "/app/deals.json", body={"deal": fields})
+        return self.transport.request("POST", "/app/deals.json", body={"deal": fields}, expect=RECORD)
 
     def update_deal(self, deal_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("PUT", f"/app/deals/{int(deal_id)}.json", body={"deal": fields})
+        return self.transport.request("PUT", f"/app/deals/{int(deal_id)}.json", body={"deal": fields}, expect=RECORD)
 
     def departments(self) -> list[dict[str, Any]]:
-        return self.transport.request("GET", "/app/departments.json") or []
+        return self.transport.request("GET", "/app/departments.json", expect=LIST)
 
     def check_access(self) -> None:
         """One cheap authenticated read; raises `ApiAuthError`/`ApiUnavailable` when the account is unusable."""
