@@ -8,9 +8,10 @@ from datetime import date
 from typing import Any
 
 from airflow.sdk import get_current_context
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+from fakturownia_sync.backfill import MAX_WINDOWS, BackfillRequest, plan_invoice_windows, record_finished_window
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.errors import ApiAuthError, ConfigError
 from fakturownia_sync.invoices_to_deals import InvoicesToDeals
@@ -47,7 +48,8 @@ def plan_backfill() -> list[dict[str, str]]:
     request, _config = _request()
     store = SyncStateHook().get_conn()
     try:
-        windows, skipped = plan_invoice_windows(request, store)
+        limit = conf.getint("core", "max_map_length", fallback=MAX_WINDOWS)
+        windows, skipped = plan_invoice_windows(request, store, max_windows=limit)
     except ConfigError as exc:
         raise AirflowFailException(str(exc)) from None
     finally:

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Variable, get_current_context
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from fakturownia_sync.clients_sync import ClientsSync
-from fakturownia_sync.config import VARIABLE_NAME, SyncConfig, load_config
+from fakturownia_sync.config import VARIABLE_NAME, NoDepartment, SyncConfig, load_config
 from fakturownia_sync.errors import ApiAuthError, ApiError, ConfigError
 from fakturownia_sync.invoices_to_deals import InvoicesToDeals
-from fakturownia_sync.review import write_review_csv
+from fakturownia_sync.review import review_export_path, write_review_csv
 from fakturownia_sync.run_summary import render_summary
 from fakturownia_sync.transport import RetryPolicy
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
@@ -32,9 +33,16 @@ SETUP_CHECK_POLICY = RetryPolicy(max_attempts=4, backoff_initial=1.0, backoff_ma
 
 def load_sync_config() -> SyncConfig:
     try:
-        return load_config(Variable.get(VARIABLE_NAME, default=None))
+        config = load_config(Variable.get(VARIABLE_NAME, default=None))
     except ConfigError as exc:
         raise AirflowFailException(str(exc)) from None
+    if not config.department_map and config.no_department != NoDepartment():
+        log.warning(
+            "Variable '%s': 'no_department' has no effect while 'department_map' is empty (departments are "
+            "not synced); map at least one department to use it.",
+            VARIABLE_NAME,
+        )
+    return config
 
 
 def _check_account(hook: FakturowniaHook | SugesterHook) -> str:
@@ -94,10 +102,6 @@ def sync_invoices_to_deals() -> dict[str, Any]:
     return summary
 
 
-REVIEW_DIRECTORY = "fakturownia_sync_review"
-REVIEW_FILE = "client_review.csv"
-
-
 def sync_clients(*, full: bool = False) -> dict[str, Any]:
     """The two-way client sync (`include/clients_sync.py`); returns its run summary."""
     config = load_sync_config()
@@ -114,13 +118,23 @@ def sync_clients(*, full: bool = False) -> dict[str, Any]:
     return summary
 
 
+REVIEW_FOLDER_OPTION = ("fakturownia_sync", "review_export_folder")  # AIRFLOW__FAKTUROWNIA_SYNC__REVIEW_EXPORT_FOLDER
+
+
+def review_export_root() -> Path:
+    """The only folder review exports may go to: `[fakturownia_sync] review_export_folder` of the Airflow
+    config if set, else `$AIRFLOW_HOME` (Airflow's own default, `~/airflow`, when the variable is unset)."""
+    configured = conf.get(*REVIEW_FOLDER_OPTION, fallback=None)
+    return Path(configured or os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
+
+
 def review_csv_path(path: str | None = None) -> Path:
-    """Where the review list goes: the given file (or directory), else `$AIRFLOW_HOME/fakturownia_sync_review/`."""
-    if path:
-        target = Path(path).expanduser()
-        return target / REVIEW_FILE if target.is_dir() or path.endswith(("/", os.sep)) else target
-    home = Path(os.environ.get("AIRFLOW_HOME") or Path.cwd())
-    return home / REVIEW_DIRECTORY / REVIEW_FILE
+    """Where the review list goes: the given file (or folder) under the export root, else
+    `<root>/fakturownia_sync_review/client_review.csv`; a path outside the root fails the task."""
+    try:
+        return review_export_path(path, review_export_root())
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def export_client_review(path: str | None = None) -> dict[str, Any]:
@@ -131,7 +145,10 @@ def export_client_review(path: str | None = None) -> dict[str, Any]:
         rows = store.open_client_review()
     finally:
         store.close()
-    count = write_review_csv(rows, target)
+    try:
+        count = write_review_csv(rows, target, root=review_export_root())
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
     by_reason = dict(sorted(Counter(row["reason"] for row in rows).items()))
     log.info("Client review list: %d open entries written to %s (%s)", count, target, by_reason or "none")
     return {"path": str(target), "entries": count, "by_reason": by_reason}
