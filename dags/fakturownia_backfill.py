@@ -21,11 +21,12 @@ CLI: `airflow dags trigger fakturownia_backfill -c '{"date_from": "2024-01-01", 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from fakturownia_sync.backfill import DATE_PATTERN, EARLIEST_DATE, LATEST_DATE
 from fakturownia_sync.config import DEFAULT_INVOICE_KINDS, INVOICE_KINDS
 from fakturownia_sync.windows import WINDOW_SIZES
 from fakturownia_sync_airflow import backfill_tasks, tasks
@@ -40,19 +41,24 @@ from fakturownia_sync_airflow import backfill_tasks, tasks
     tags=["fakturownia", "crm", "backfill"],
     default_args={"retries": 3, "retry_delay": timedelta(minutes=1)},
     params={
+        # Dates are bounded by a pattern (years 2000-2100) because JSON schema cannot compare dates; no default
+        # is computed here (the DAG file is parsed all the time): empty values are decided when the run starts.
         "date_from": Param(
-            date(date.today().year - 3, 1, 1).isoformat(),
-            type="string",
+            None,
+            type=["null", "string"],
             format="date",
+            pattern=DATE_PATTERN,
             title="Issued from",
-            description="First issue date to bring across (YYYY-MM-DD).",
+            description=f"First issue date (YYYY-MM-DD, {EARLIEST_DATE} to {LATEST_DATE}); "
+            "empty: 1 January three years before 'Issued to'.",
         ),
         "date_to": Param(
             None,
             type=["null", "string"],
             format="date",
+            pattern=DATE_PATTERN,
             title="Issued to",
-            description="Last issue date (inclusive); empty: today.",
+            description=f"Last issue date, inclusive (YYYY-MM-DD, up to {LATEST_DATE}); empty: today.",
         ),
         "entities": Param(
             ["clients", "invoices"],
@@ -67,7 +73,12 @@ from fakturownia_sync_airflow import backfill_tasks, tasks
             title="Invoice kinds",
             description="Defaults to the usual kinds; the config Variable's kinds apply when this is emptied.",
         ),
-        "window": Param("month", enum=list(WINDOW_SIZES), title="Window size"),
+        "window": Param(
+            "month",
+            enum=list(WINDOW_SIZES),
+            title="Window size",
+            description="One mapped task per window: at most [core] max_map_length (1024 by default) windows.",
+        ),
         "dry_run": Param(False, type="boolean", title="Dry run (write nothing)"),
         "reprocess": Param(False, type="boolean", title="Redo windows finished earlier"),
     },

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import tracemalloc
 from datetime import date
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import ParamValidationError
 
 from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
 from fakturownia_sync.config import load_config
@@ -16,6 +18,7 @@ from sandbox.process import SandboxProcess
 from tests.airflow_harness import connections_env, dags_test
 from tests.sync_harness import crm_picture, deals_by_invoice, duplicates, make_sync, run_like_airflow, start_worker
 
+ROOT = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 11, 25)
 SIZE = {"seed": 21, "clients": 50, "invoices": 300, "crm_clients": 15}
 HISTORY = (date(2023, 10, 1), date(2026, 11, 30))  # the sandbox issues invoices over the 3 years to Nov 2026
@@ -70,6 +73,22 @@ def test_backfill_window_count_over_the_mapping_limit_is_refused_before_windows_
         plan_invoice_windows(request(date_to="2024-03-31"), store, max_windows=2)
     assert len(plan_invoice_windows(request(date_to="2024-03-31"), store, max_windows=3)[0]) == 3
     store.close()
+
+
+def test_backfill_params_form_refuses_dates_outside_2000_to_2100_and_computes_no_default() -> None:
+    spec = importlib.util.spec_from_file_location("backfill_dag", ROOT / "dags" / "fakturownia_backfill.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params = module.fakturownia_backfill().params
+    for name in ("date_from", "date_to"):
+        param = params.get_param(name)
+        assert param.resolve(None) is None  # no date computed when the file is parsed
+        assert param.resolve("2000-01-01") == "2000-01-01" and param.resolve("2100-12-31") == "2100-12-31"
+        for bad in ("9999-12-31", "1999-12-31", "2101-01-01", "2024-13-01"):
+            with pytest.raises(ParamValidationError):
+                param.resolve(bad)
+    defaulted = BackfillRequest.from_params({}, load_config(None), TODAY)
+    assert (defaulted.date_from, defaulted.date_to) == (date(2023, 1, 1), TODAY)
 
 
 def test_finished_windows_are_skipped_unless_reprocessed(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from fakturownia_sync.windows import WINDOW_SIZES, WindowSize, count_windows, sp
 
 ENTITIES = ("clients", "invoices")
 MAX_WINDOWS = 1024  # Airflow's default [core] max_map_length; the task passes the configured one
+# The Params form of the DAG checks the same years with this pattern (JSON schema cannot compare dates).
+DATE_PATTERN = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 # Invoices of this century: bounds that keep every date a date (9999-12-31 + one day is not) and every
 # window count small enough to compute; the DAG's Params form says the same.
 EARLIEST_DATE = date(2000, 1, 1)
@@ -62,7 +64,9 @@ class BackfillRequest:
                 )
             return parsed
 
-        date_from, date_to = day("date_from"), day("date_to", today)
+        date_to = day("date_to", today)
+        # No date_from: the 1st of January three years back, decided now and not when the DAG file is parsed.
+        date_from = day("date_from", max(date(date_to.year - 3, 1, 1), EARLIEST_DATE))
         if date_to < date_from:
             raise ConfigError(f"Param 'date_to' ({date_to}) is before 'date_from' ({date_from})")
         entities = tuple(params.get("entities") or ENTITIES)
