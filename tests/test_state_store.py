@@ -1,18 +1,22 @@
-"""The state store on SQLite and PostgreSQL: migrations, unique keys, cursors, quarantine."""
+"""The state store on SQLite and PostgreSQL: migrations, unique keys, cursors, quarantine, and the errors
+that say what to do when the state DB cannot be used."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from fakturownia_sync.state import StateStore
+from fakturownia_sync.errors import ConfigError
+from fakturownia_sync.state import StateDbPathError, StateDbTooNew, StateDbUnreachable, StateStore
+from fakturownia_sync.state.engine import MIGRATIONS, VERSION_TABLE
 from fakturownia_sync.state.schema import metadata
-from fakturownia_sync.state.store import MIGRATIONS, VERSION_TABLE
 
 
 def migrations_head() -> str:
@@ -154,3 +158,57 @@ def test_upsert_survives_losing_the_insert_race(store: StateStore) -> None:
     assert store.get_cursor("s") == first
     store.set_cursor("s", first + timedelta(days=1))
     assert store.get_cursor("s") == first + timedelta(days=1)
+
+
+# What the state DB says when it cannot be used ------------------------------------------------------------
+
+
+def test_an_older_version_meeting_a_newer_state_db_says_to_upgrade(state_url: str) -> None:
+    StateStore.open(state_url).close()
+    engine = sa.create_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0009'"))
+    engine.dispose()
+    with pytest.raises(StateDbTooNew) as raised:
+        StateStore.open(state_url)
+    message = str(raised.value)
+    assert "written by a newer version (revision 0009)" in message
+    assert "upgrade the project or point fakturownia_sync_db elsewhere" in message
+    assert raised.value.revision == "0009" and "Can't locate" not in message
+
+
+def test_the_newer_version_error_never_shows_the_password(postgres_url: str) -> None:
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret-pw@")  # trust auth ignores it
+    StateStore.open(with_password).close()
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0009'"))
+    engine.dispose()
+    with pytest.raises(StateDbTooNew) as raised:
+        StateStore.open(with_password)
+    assert "s3cret-pw" not in str(raised.value) and "postgres:***@" in str(raised.value)
+
+
+def test_a_state_db_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-folder" / "state.db"
+    with pytest.raises(StateDbPathError) as raised:
+        StateStore.open(f"sqlite:///{path}")
+    assert str(path) in str(raised.value) and f"the folder {path.parent} does not exist" in str(raised.value)
+    assert isinstance(raised.value, ConfigError) and not path.parent.exists()
+
+
+def test_a_read_only_state_db_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.touch()  # an empty database the migrations must write to; the tests run as root, so mode=ro it is
+    with pytest.raises(StateDbPathError) as raised:
+        StateStore.open(f"sqlite:///file:{path}?mode=ro&uri=true")
+    assert f"the state DB file {path} is read-only" in str(raised.value)
+    assert raised.value.path == path
+
+
+def test_an_unreachable_state_server_is_named_without_its_password() -> None:
+    with pytest.raises(StateDbUnreachable) as raised:
+        StateStore.open("postgresql+psycopg://someone:s3cret-pw@127.0.0.1:1/state?connect_timeout=2")
+    message = str(raised.value)
+    assert "cannot connect to the state DB at postgresql+psycopg://someone:***@127.0.0.1:1/state" in message
+    assert "s3cret-pw" not in message
