@@ -93,13 +93,10 @@ def _peak_rss_mb() -> float:
 
 
 def _engine(sandbox: dict[str, Any], state_url: str, rpm: int, concurrency: int, owner: str):
-    from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, resolve_account
     from fakturownia_sync.config import load_config
-    from fakturownia_sync.fakturownia_client import FakturowniaClient
+    from fakturownia_sync.connections import SyncEndpoints, connect
     from fakturownia_sync.invoices_to_deals import InvoicesToDeals
-    from fakturownia_sync.state import StateStore
-    from fakturownia_sync.sugester_client import SugesterClient
-    from scripts.airflow_setup import DEMO_CONFIG
+    from sandbox.demo_config import DEMO_CONFIG
 
     config = load_config(
         {
@@ -108,15 +105,8 @@ def _engine(sandbox: dict[str, Any], state_url: str, rpm: int, concurrency: int,
             "crm_write_concurrency": concurrency,
         }
     )
-    fakturownia = FakturowniaClient.connect(
-        resolve_account(FAKTUROWNIA, token=sandbox["fakturownia_token"], host=sandbox["fakturownia_url"]),
-        requests_per_minute=rpm,
-    )
-    crm = SugesterClient.connect(
-        resolve_account(SUGESTER, token=sandbox["sugester_token"], host=sandbox["sugester_url"]),
-        requests_per_minute=rpm,
-    )
-    store = StateStore.open(state_url)
+    connections = connect(SyncEndpoints.from_mapping({**sandbox, "state_url": state_url}), requests_per_minute=rpm)
+    fakturownia, crm, store = connections.fakturownia, connections.crm, connections.store
     return store, config, lambda: InvoicesToDeals(fakturownia, crm, store, config, owner=owner)
 
 
@@ -176,6 +166,7 @@ def _minimum_calls(sandbox, result: dict[str, Any], crm_clients: int) -> dict[st
 
 
 def measure(name: str, repeat: int, scale: float = 1.0) -> dict[str, Any]:
+    from fakturownia_sync.connections import SyncEndpoints
     from sandbox.process import SandboxProcess
 
     scenario = dict(SCENARIOS[name])
@@ -186,14 +177,8 @@ def measure(name: str, repeat: int, scale: float = 1.0) -> dict[str, Any]:
     runs = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp, SandboxProcess(seed=42, **scenario["sandbox"]) as sandbox:
-            info = {
-                "fakturownia_url": sandbox.fakturownia_url,
-                "fakturownia_token": sandbox.fakturownia_token,
-                "sugester_url": sandbox.sugester_url,
-                "sugester_token": sandbox.sugester_token,
-            }
             spec = {
-                "sandbox": info,
+                "sandbox": SyncEndpoints.of(sandbox).as_mapping(),
                 "state_url": f"sqlite:///{tmp}/state.db",
                 "rpm": scenario["rpm"],
                 "concurrency": scenario["concurrency"],

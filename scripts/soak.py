@@ -6,7 +6,7 @@ would) and is SIGKILLed three times mid-run; each time it is started again as Ai
 (same DAG run, so it takes over its own claims). At the end the CRM is compared with a fault-free run of
 the same seed: duplicates, missing deals, and every quarantined invoice with its reason.
 
-    python -m scripts.soak [--invoices 10000] [--kills 3] [--json bench-results/soak.json]
+    python -m scripts.soak [--invoices 10000] [--kills 3] [--seed 7] [--workdir DIR] [--json bench-results/soak.json]
 """
 
 from __future__ import annotations
@@ -32,26 +32,17 @@ OWNER = "fakturownia_backfill/manual__soak"
 
 def run_backfill(spec: dict[str, Any]) -> dict[str, Any]:
     """The worker: every unfinished window of the history, in order, like the DAG's mapped tasks."""
-    from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, resolve_account
     from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
     from fakturownia_sync.config import load_config
+    from fakturownia_sync.connections import SyncEndpoints, connect
     from fakturownia_sync.errors import ApiUnavailable
-    from fakturownia_sync.fakturownia_client import FakturowniaClient
     from fakturownia_sync.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
-    from fakturownia_sync.state import StateStore
-    from fakturownia_sync.sugester_client import SugesterClient
     from fakturownia_sync.transport import RetryPolicy
-    from scripts.airflow_setup import DEMO_CONFIG
+    from sandbox.demo_config import DEMO_CONFIG
 
     config = load_config({**DEMO_CONFIG, "crm_write_concurrency": 8})
-    policy = RetryPolicy(backoff_initial=0.05, backoff_max=1.0)
-    fakturownia = FakturowniaClient.connect(
-        resolve_account(FAKTUROWNIA, token=spec["fakturownia_token"], host=spec["fakturownia_url"]), policy=policy
-    )
-    crm = SugesterClient.connect(
-        resolve_account(SUGESTER, token=spec["sugester_token"], host=spec["sugester_url"]), policy=policy
-    )
-    store = StateStore.open(spec["state_url"])
+    connections = connect(SyncEndpoints.from_mapping(spec), policy=RetryPolicy(backoff_initial=0.05, backoff_max=1.0))
+    fakturownia, crm, store = connections.fakturownia, connections.crm, connections.store
     params = {"date_from": HISTORY[0].isoformat(), "date_to": HISTORY[1].isoformat(), "window": "month"}
     request = BackfillRequest.from_params(params, config, HISTORY[1])
     windows, _skipped = plan_invoice_windows(request, store)
@@ -68,20 +59,14 @@ def run_backfill(spec: dict[str, Any]) -> dict[str, Any]:
                 retries += 1
         else:
             raise RuntimeError(f"window {window} did not finish")
-    store.close()
+    connections.close()
     return {"task_retries": retries, "transport_retries": fakturownia.transport.retries + crm.transport.retries}
-
-
-def _picture(sandbox) -> dict[str, Any]:
-    from tests.sync_harness import crm_picture
-
-    return crm_picture(sandbox)
 
 
 def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> dict[str, Any]:
     from fakturownia_sync.state import StateStore
+    from sandbox.inspection import crm_picture, deals_by_invoice, duplicates
     from sandbox.process import SandboxProcess
-    from tests.sync_harness import deals_by_invoice, duplicates
 
     size = {
         "seed": seed,
@@ -94,7 +79,7 @@ def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> 
     with SandboxProcess(**size) as clean:
         spec = _spec(clean, workdir / "clean.db")
         run_backfill(spec)
-        expected = _picture(clean)
+        expected = crm_picture(clean)
         reference = StateStore(spec["state_url"])
         expected_quarantine = {e.record_id: e.reason for e in reference.open_quarantine("invoices_to_deals")}
         reference.close()
@@ -118,7 +103,7 @@ def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> 
         if worker.wait() != 0:
             raise SystemExit(f"the last worker failed; see {workdir / 'worker.log'}")
         final = json.loads((workdir / "worker.out").read_text())
-        got = _picture(faulty)
+        got = crm_picture(faulty)
         grouped = deals_by_invoice(faulty)
         stats = {api: faulty.stats(api) for api in ("fakturownia", "sugester")}
         store = StateStore(spec["state_url"])
@@ -154,13 +139,9 @@ def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> 
 
 
 def _spec(sandbox, state_db: Path) -> dict[str, Any]:
-    return {
-        "fakturownia_url": sandbox.fakturownia_url,
-        "fakturownia_token": sandbox.fakturownia_token,
-        "sugester_url": sandbox.sugester_url,
-        "sugester_token": sandbox.sugester_token,
-        "state_url": f"sqlite:///{state_db}",
-    }
+    from fakturownia_sync.connections import SyncEndpoints
+
+    return SyncEndpoints.of(sandbox, f"sqlite:///{state_db}").as_mapping()
 
 
 def _writes(sandbox) -> int:
@@ -181,6 +162,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--invoices", type=int, default=10_000)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7, help="seed of the sandbox's data")
+    parser.add_argument("--workdir", type=Path, help="keep the state DBs and the worker log here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "soak.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -189,8 +172,12 @@ def main() -> None:
         Path(spec["out"]).write_text(json.dumps(run_backfill(spec)))
         return
     logging.basicConfig(level=logging.ERROR)  # the reference run's per-record warnings are not the point here
-    with tempfile.TemporaryDirectory() as tmp:
-        report = soak(args.invoices, args.kills, Path(tmp))
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        report = soak(args.invoices, args.kills, args.workdir, seed=args.seed)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = soak(args.invoices, args.kills, Path(tmp), seed=args.seed)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     width = max(len(key) for key in report)

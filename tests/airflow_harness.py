@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sandbox.demo_config import DEMO_CONFIG
 from sandbox.process import SandboxProcess
-from scripts.airflow_setup import DEMO_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))

@@ -11,13 +11,13 @@ import sys
 from datetime import date
 from types import SimpleNamespace
 
-from fakturownia_sync.state import StateStore
+from fakturownia_sync.connections import open_state_store
 from tests.sync_harness import make_sync
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    store = StateStore.open(spec["state_url"])
+    store = open_state_store(spec["state_url"])
     sync = make_sync(SimpleNamespace(**spec), store, owner=spec["owner"])
     if "window" in spec:  # a backfill window instead of the incremental sweep
         first, last = (date.fromisoformat(day) for day in spec["window"])
