@@ -51,6 +51,13 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Copy the sync state between databases, e.g. SQLite to PostgreSQL: make state-copy FROM=sqlite:///... TO=postgresql+psycopg://...
+# (FORCE=1 replaces a target that already holds state). Pause the DAGs first.
+.PHONY: state-copy
+state-copy: venv
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make state-copy FROM=<state DB URL> TO=<state DB URL> [FORCE=1]"; exit 2; }
+	@$(PY) -m scripts.state_copy --from '$(FROM)' --to '$(TO)' $(if $(FORCE),--force)
+
 stop: venv
 	@$(AIRFLOW_ENV) $(PY) -m scripts.demo stop
 
