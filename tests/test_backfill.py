@@ -13,10 +13,20 @@ from airflow.sdk.exceptions import ParamValidationError
 from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
 from fakturownia_sync.config import load_config
 from fakturownia_sync.errors import ConfigError
+from fakturownia_sync.invoices_to_deals import InvoicesToDeals
 from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
 from tests.airflow_harness import connections_env, dags_test
-from tests.sync_harness import crm_picture, deals_by_invoice, duplicates, make_sync, run_like_airflow, start_worker
+from tests.sync_harness import (
+    clients_for,
+    crm_picture,
+    deals_by_invoice,
+    demo_config,
+    duplicates,
+    make_sync,
+    run_like_airflow,
+    start_worker,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 11, 25)
@@ -110,8 +120,7 @@ def test_finished_windows_are_skipped_unless_reprocessed(tmp_path: Path) -> None
 def test_dry_run_writes_nothing_and_counts_what_it_would_create(tmp_path: Path) -> None:
     store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
     with SandboxProcess(**SIZE) as sandbox:
-        dry = make_sync(sandbox, store, owner="backfill/dry")
-        dry.dry_run = True
+        dry = InvoicesToDeals(*clients_for(sandbox), store, demo_config(), owner="backfill/dry", dry_run=True)
         planned = dry.run_window(*HISTORY)
         assert sandbox.stats("sugester")["writes"] == {}
         assert store.count_deal_links() == 0 and store.last_run("invoices_to_deals") is None
