@@ -14,7 +14,11 @@ def test_clients_dag_run_syncs_exports_review_and_leaks_no_token(airflow_env, tm
     tokens = {"fakturownia_token": FAKTUROWNIA_TOKEN, "sugester_token": SUGESTER_TOKEN}
     with SandboxProcess(seed=9, clients=50, invoices=0, crm_clients=25, **tokens) as sandbox:
         state_db, review_csv = tmp_path / "state.db", tmp_path / "review.csv"
-        env = {**airflow_env, **connections_env(sandbox, state_db)}
+        env = {
+            **airflow_env,
+            **connections_env(sandbox, state_db),
+            "AIRFLOW__FAKTUROWNIA_SYNC__REVIEW_EXPORT_FOLDER": str(tmp_path),
+        }
         result = dags_test(env, "fakturownia_clients_sync", conf={"review_csv_path": str(review_csv)})
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
