@@ -28,6 +28,7 @@ from airflow.sdk import Param, dag, task
 
 from fakturownia_sync.backfill import DATE_PATTERN, EARLIEST_DATE, LATEST_DATE
 from fakturownia_sync.config import DEFAULT_INVOICE_KINDS, INVOICE_KINDS
+from fakturownia_sync.timing import BACKFILL_TASK_TIMEOUT, SETUP_CHECK_TIMEOUT
 from fakturownia_sync.windows import WINDOW_SIZES
 from fakturownia_sync_airflow import backfill_tasks, tasks
 
@@ -39,7 +40,7 @@ from fakturownia_sync_airflow import backfill_tasks, tasks
     catchup=False,
     doc_md=__doc__,
     tags=["fakturownia", "crm", "backfill"],
-    default_args={"retries": 3, "retry_delay": timedelta(minutes=1)},
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "execution_timeout": BACKFILL_TASK_TIMEOUT},
     params={
         # Dates are bounded by a pattern (years 2000-2100) because JSON schema cannot compare dates; no default
         # is computed here (the DAG file is parsed all the time): empty values are decided when the run starts.
@@ -84,11 +85,11 @@ from fakturownia_sync_airflow import backfill_tasks, tasks
     },
 )
 def fakturownia_backfill() -> None:
-    @task(retries=0)
+    @task(retries=0, execution_timeout=SETUP_CHECK_TIMEOUT)
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="fakturownia_api", execution_timeout=timedelta(hours=6))
+    @task(pool="fakturownia_api", execution_timeout=BACKFILL_TASK_TIMEOUT)
     def sync_all_clients() -> dict:
         return backfill_tasks.backfill_clients()
 
@@ -96,7 +97,7 @@ def fakturownia_backfill() -> None:
     def plan_windows() -> list[dict]:
         return backfill_tasks.plan_backfill()
 
-    @task(pool="sugester_api", max_active_tis_per_dagrun=4, execution_timeout=timedelta(hours=6))
+    @task(pool="sugester_api", max_active_tis_per_dagrun=4, execution_timeout=BACKFILL_TASK_TIMEOUT)
     def backfill_window(window: dict) -> dict:
         return backfill_tasks.backfill_invoice_window(window)
 

@@ -32,6 +32,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks
 
 
@@ -43,7 +44,7 @@ from fakturownia_sync_airflow import tasks
     max_active_runs=1,
     doc_md=__doc__,
     tags=["fakturownia", "crm", "sync", "clients"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": TASK_EXECUTION_TIMEOUT},
     params={
         "full": Param(False, type="boolean", description="Re-read both systems completely."),
         "review_csv_path": Param(
@@ -52,11 +53,11 @@ from fakturownia_sync_airflow import tasks
     },
 )
 def fakturownia_clients_sync() -> None:
-    @task(retries=0)
+    @task(retries=0, execution_timeout=SETUP_CHECK_TIMEOUT)
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="fakturownia_api", execution_timeout=timedelta(hours=2))
+    @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT)
     def sync_clients(params: dict[str, Any] | None = None) -> dict:
         return tasks.sync_clients(full=bool((params or {}).get("full")))
 

@@ -28,6 +28,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
+from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks
 
 
@@ -39,14 +40,14 @@ from fakturownia_sync_airflow import tasks
     max_active_runs=1,
     doc_md=__doc__,
     tags=["fakturownia", "crm", "sync"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": TASK_EXECUTION_TIMEOUT},
 )
 def fakturownia_invoices_to_deals() -> None:
-    @task(retries=0)
+    @task(retries=0, execution_timeout=SETUP_CHECK_TIMEOUT)
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="sugester_api", execution_timeout=timedelta(hours=2))
+    @task(pool="sugester_api", execution_timeout=TASK_EXECUTION_TIMEOUT)
     def sync_invoices_to_deals() -> dict:
         return tasks.sync_invoices_to_deals()
 

@@ -35,6 +35,12 @@ REQUEST_DEADLINE_SECONDS = 300.0
 TASK_EXECUTION_TIMEOUT = timedelta(hours=2)
 """Airflow `execution_timeout` of the sync tasks: a task that runs longer is stopped and retried by Airflow."""
 
+SETUP_CHECK_TIMEOUT = timedelta(minutes=10)
+"""Airflow `execution_timeout` of `check_setup`: a few bounded requests and a migration."""
+
+BACKFILL_TASK_TIMEOUT = timedelta(hours=6)
+"""Airflow `execution_timeout` of one backfill window or the backfill's full client sync."""
+
 if REQUEST_DEADLINE_SECONDS >= STALE_CLAIM_MINUTES * 60 / 2:
     raise AssertionError("a request must be over long before the claim it holds may be taken over")
 if ATTEMPT_DEADLINE_SECONDS > REQUEST_DEADLINE_SECONDS:
