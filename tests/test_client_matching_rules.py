@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from fakturownia_sync.bulk_matching import crm_frame, fakturownia_frame, match_client_bases
+from fakturownia_sync.client_decisions import decision_of
 from fakturownia_sync.client_keys import email_keys, name_key, names_unrelated, tax_key, tax_keys
-from fakturownia_sync.client_matching import CrmClientIndex, Evidence
+from fakturownia_sync.client_matching import CrmClientIndex
 from fakturownia_sync.tax_numbers import check_tax_number
 from sandbox import nip
 from sandbox.labelled import generate
@@ -28,11 +29,24 @@ def test_column_keys_agree_with_stdnum_on_every_value() -> None:
     rng = random.Random(3)
     values: list[object] = [nip.spell(nip.generate(rng), rng.choice(nip.SPELLINGS)) for _ in range(3000)]
     values += [nip.corrupt(nip.generate(rng), rng) for _ in range(300)]
+    values += [str(digit) * length for digit in range(10) for length in (9, 10, 11)]
     values += [
         "",
         None,
         "brak",
+        "n/a",
+        "-",
+        "0000000000",
+        "1111111111",
+        "PL 000-000-00-00",
+        "GB980780684",
+        "gb 980 7806 84",
+        "GB000000000",
+        "CHE-116.281.710 MWST",
+        "CHE116281710",
+        "CHE-116.281.711",
         "DE136695976",
+        "DE136695977",
         "PL 526 104 08 28\t",
         "526–104–08–28",
         "12345",
@@ -111,26 +125,17 @@ def test_duplicates_inside_one_system_are_reported_not_merged() -> None:
     assert result.matches.empty
 
 
-def test_index_per_record_agrees_with_the_bulk_matcher() -> None:
+def test_index_per_record_agrees_with_the_bulk_matcher_on_every_record_of_both_sides() -> None:
     data = generate(7, 1500)
     result = _match(data.fakturownia, data.crm)
-    index = CrmClientIndex(data.crm)
-    by_id = {r["id"]: r for r in data.fakturownia}
+    index = CrmClientIndex(data.crm, data.fakturownia)
     checked = 0
-    for f_id, c_id, evidence in result.matches.itertuples(index=False):
-        record = by_id[f_id]
-        found = index.match(
-            Evidence(
-                fakturownia_client_id=None,
-                tax_key=tax_key(record["tax_no"]),
-                email=email_keys(pd.Series([record["email"]]))[0],
-                name=record["name"],
-                post_code=record["post_code"],
-            )
-        )
-        assert found.crm_client_id == c_id, (f_id, evidence, found)
-        checked += 1
-    assert checked > 500
+    for side, records in (("fakturownia", data.fakturownia), ("crm", data.crm)):
+        for record in records:
+            expected = decision_of(result, side, record["id"], {})
+            assert index.decide(side, record["id"]).outcome == expected.outcome, (side, record["id"])
+            checked += 1
+    assert checked == len(data.fakturownia) + len(data.crm) and len(result.matches) > 500
 
 
 @pytest.mark.parametrize("seed", [1, 2])

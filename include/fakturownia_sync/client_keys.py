@@ -5,9 +5,10 @@ invoice's buyer at a time, in the invoices → deals sync) and the bulk matcher 
 That is what keeps the two from disagreeing about whether two records are the same company, so a deal
 never lands on a second copy of a client.
 
-The reference for a tax number is `check_tax_number` (python-stdnum). The column version computes the NIP
-checksum with numpy for values in the plain shapes people type (`5261040828`, `526-104-08-28`,
-`PL 526 104 08 28`) and hands every other value to `check_tax_number`, once per distinct value; a test
+The reference for a tax id is `tax_numbers.check_tax_number` (python-stdnum, junk refused, foreign ids keyed
+with their country). The column version computes the NIP checksum with numpy for values in the plain shapes
+people type (`5261040828`, `526-104-08-28`, `PL 526 104 08 28`), refuses all-one-digit junk there too, and
+hands every other value (foreign ids, placeholders) to `check_tax_number`, once per distinct value; a test
 holds the two to the same answer.
 """
 
@@ -48,11 +49,8 @@ _POLISH = str.maketrans("łŁ", "lL")  # ł does not decompose under NFKD
 
 
 def tax_key(raw: str | None) -> str | None:
-    """The comparable NIP (or EU VAT number), None when absent or failing its checksum.
-
-    Text that starts with two letters but names no EU country (`brak`, `n/a`) makes stdnum raise rather
-    than answer "invalid"; it is no evidence either way, so it is None like any invalid number.
-    """
+    """The comparable tax id (a NIP's ten digits, a foreign id with its country prefix); None when it is no
+    evidence: absent, junk (`0000000000`, "brak") or failing its country's rule."""
     try:
         return check_tax_number(raw).key
     except ValidationError:
@@ -152,6 +150,7 @@ def tax_keys(values: pd.Series) -> pd.Series:
         candidates = compact.to_numpy(dtype=object)[ten]
         digits = np.frombuffer("".join(candidates).encode("ascii"), dtype=np.uint8).reshape(-1, 10) - ord("0")
         valid = (digits.astype(np.int64) @ _NIP_WEIGHTS) % 11 == 0
+        valid &= (digits != digits[:, :1]).any(axis=1)  # all one digit (`0000000000`) is junk, not a NIP
         keys[np.flatnonzero(ten)[valid]] = candidates[valid]
     other = present & ~plain
     if other.any():

@@ -1,12 +1,17 @@
 """The CRM client an invoice's deal belongs to: linked, matched by the client rules, or created now.
 
 An invoice names its buyer two ways: a client card (`client_id`) and the buyer block typed on the
-document. A linked card answers at once. Otherwise the CRM's clients are read once per run and matched
-by the same rules as the client sync; when nothing matches, the CRM client is created under a claim so
-that no two attempts (threads, retries, overlapping runs) create two clients for one company.
+document. A linked card answers at once. Otherwise both client lists are read once per run (page by page)
+and the buyer is decided by the client sync's own matcher (`client_matching.CrmClientIndex`, the bulk
+matcher applied to one record: DESIGN.md "Client decisions"); a refusal (ambiguous or contradicting
+evidence, a CRM client linked to another company) quarantines the invoice with the matcher's reason. When
+nothing matches, the CRM client is created under a claim so that no two attempts (threads, retries,
+overlapping runs) create two clients for one company.
 
-Client cards are read one by one while few are needed, then all at once page by page: a first sync of a
-long history meets thousands of cards, and one list read per 100 beats one read per card.
+A tax id that is no tax id (junk such as `0000000000`, a failed checksum) is used as none and counted as a
+data-quality warning; it never holds an invoice. A buyer with no card, no tax id and no e-mail (a receipt, a
+walk-in customer) follows `anonymous_buyers`: one CRM client per normalised name and address (claimed under
+that key, its note saying it was created from a document), one catch-all client, or quarantine.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from fakturownia_sync.client_decisions import anonymous_buyer_key
 from fakturownia_sync.client_fields import crm_client_fields
-from fakturownia_sync.client_matching import CrmClientIndex, Evidence
+from fakturownia_sync.client_matching import FAKTUROWNIA, CrmClientIndex
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
@@ -40,8 +47,17 @@ from fakturownia_sync.tax_numbers import check_tax_number, normalise_email
 log = logging.getLogger(__name__)
 
 CLIENT_CREATE_ATTEMPTS = 3
-# After this many single client-card reads in one run, read all client cards page by page instead.
-CLIENT_CARDS_BULK_AFTER = 50
+ANONYMOUS_MARK = "fakturownia_sync"  # the note of a CRM client created for an anonymous buyer names its key
+WALK_IN_BUYER_NAME = "Klient detaliczny (walk-in buyer)"  # the CRM requires a name; the document has none
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an invoice's buyer is known by: the keys its locks and its create claim are taken on."""
+
+    fakturownia_client_id: int | None = None
+    tax_key: str | None = None
+    email: str | None = None
 
 
 class InvoiceClients:
@@ -77,8 +93,6 @@ class InvoiceClients:
         self._dry_run_links: set[int] = set()
         self._dry_run_ids: dict[str, int] = {}
         self._fakturownia_clients: dict[int, dict[str, Any] | None] = {}
-        self._client_card_reads = 0
-        self._all_client_cards_read = False
 
     def crm_client_for(self, invoice: Invoice) -> int:
         """The CRM client the invoice's deal belongs to: linked, matched, or created now."""
@@ -93,75 +107,118 @@ class InvoiceClients:
                 fakturownia_id = None  # the client card is gone: match by the buyer block alone
         else:
             party = invoice.buyer
-        if party.is_empty:
-            raise RecordError("no_client", f"invoice {invoice.id} has no client and no buyer data")
         tax = check_tax_number(party.tax_no)
-        if tax.present and not tax.valid:
-            raise RecordError("invalid_nip", f"invoice {invoice.id}: buyer NIP {party.tax_no!r} is not a valid NIP")
+        if tax.warning:
+            log.info("invoice %s: buyer tax id %r is no valid tax id; used as none", invoice.id, party.tax_no)
+            self.summary.add("tax_id_warnings")
         email = normalise_email(party.email)
         if fakturownia_id is None and tax.key is None and email is None:
-            raise RecordError(
-                "no_client",
-                f"invoice {invoice.id} has no client card and its buyer has neither a NIP nor an e-mail; "
-                "a CRM client is not created from a name alone",
-            )
-        hint = int(party.external_id) if party.external_id.isdigit() else None
-        evidence = Evidence(fakturownia_id, hint, tax.key, email, name=party.name, post_code=party.post_code)
+            return self._anonymous_buyer(invoice, party)
+        evidence = Evidence(fakturownia_id, tax.key, email)
         # One company can be reached by its card, its NIP and its e-mail: hold all three, so that two threads
         # holding different evidence of the same company never both create it.
         with self._client_locks.hold(*evidence_keys(evidence)):
             return self._match_or_create(invoice, party, evidence)
 
+    def _anonymous_buyer(self, invoice: Invoice, party: Party) -> int:
+        """A buyer with no card, no tax id and no e-mail, by `anonymous_buyers` (DESIGN.md)."""
+        policy = self.config.anonymous_buyers
+        if policy.policy == "quarantine":
+            raise RecordError(
+                "anonymous_buyer",
+                f"invoice {invoice.id}: its buyer has no client card, no tax id and no e-mail "
+                "(anonymous_buyers policy 'quarantine')",
+            )
+        self.summary.add("deals_for_anonymous_buyers")
+        if policy.policy == "catch_all":
+            return int(policy.crm_client_id)  # type: ignore[arg-type]  # validated with the policy
+        name = party.name or " ".join(filter(None, (party.first_name, party.last_name)))
+        key = anonymous_buyer_key(name, party.street, party.post_code, party.city)
+        mark = f"[{ANONYMOUS_MARK} {key}]"
+        if not name:
+            party = replace(party, name=WALK_IN_BUYER_NAME)
+        note = " ".join(filter(None, (party.note, f"Created from document {invoice.number}", mark)))
+        with self._client_locks.hold(key):
+            return self._create_claimed(
+                invoice, party, replace(party, note=note), key, None, lambda index: index.find_by_note(mark)
+            )
+
     # Reading -------------------------------------------------------------------------------------------
 
     def _crm_clients_index(self, *, reload: bool = False) -> CrmClientIndex:
-        """All CRM clients, read once per run and only when an invoice needs a client not linked yet."""
+        """Both client bases and the links, read once per run and only when an invoice needs a client not
+        linked yet: one pass over each list (the matcher needs both whole bases for its one-to-one rule)."""
         with self._lock:
+            if self._crm_clients is None:
+                for page in self.fakturownia.iter_client_pages_by_update():
+                    self._fakturownia_clients.update({int(card["id"]): card for card in page})
             if self._crm_clients is None or reload:
-                index = CrmClientIndex(self.crm.iter_clients())
+                cards = [card for card in self._fakturownia_clients.values() if card is not None]
+                links = [(link.fakturownia_client_id, link.crm_client_id) for link in self.store.all_client_links()]
+                index = CrmClientIndex(self.crm.iter_clients(), cards, links)
                 for created in self._created_clients:  # created by other threads while the scan ran
                     index.add(created)
                 self._crm_clients = index
             return self._crm_clients
 
     def _fakturownia_client(self, client_id: int) -> dict[str, Any] | None:
-        """A client card, read one by one while few are needed, then all at once page by page."""
+        """A client card: from the one pass over the list, or read alone when it is newer than that pass."""
+        index = self._crm_clients_index()
         with self._lock:
             if client_id in self._fakturownia_clients:
                 return self._fakturownia_clients[client_id]
-            if self._client_card_reads >= CLIENT_CARDS_BULK_AFTER and not self._all_client_cards_read:
-                for page in self.fakturownia.iter_client_pages_by_update():
-                    self._fakturownia_clients.update({int(card["id"]): card for card in page})
-                self._all_client_cards_read = True
-                if client_id in self._fakturownia_clients:
-                    return self._fakturownia_clients[client_id]
-            self._client_card_reads += 1
         try:
             card = self.fakturownia.get_client(client_id)
         except ApiNotFound:
             card = None
         with self._lock:
             self._fakturownia_clients[client_id] = card
+        if card is not None:
+            index.add_many(FAKTUROWNIA, [card])
         return card
 
     # Matching and creating -----------------------------------------------------------------------------
 
-    def _match(self, invoice: Invoice, evidence: Evidence, *, reload: bool = False) -> tuple[int | None, str]:
-        match = self._crm_clients_index(reload=reload).match(evidence)
-        if match.ambiguous:
+    def _match(
+        self, invoice: Invoice, party: Party, evidence: Evidence, *, reload: bool = False
+    ) -> tuple[int | None, str]:
+        """The client decision for this buyer; a refusal quarantines the invoice with the matcher's reason."""
+        index = self._crm_clients_index(reload=reload)
+        if evidence.fakturownia_client_id is not None:
+            decision = index.match_card(evidence.fakturownia_client_id)
+        else:
+            decision = index.match_buyer(buyer_record(party))
+        if decision.refused:
             raise RecordError(
-                "ambiguous_client",
-                f"invoice {invoice.id}: {match.evidence} matches CRM clients {list(match.candidates)}",
+                decision.reason,
+                f"invoice {invoice.id}: its buyer's CRM client cannot be decided ({decision.reason}; "
+                f"candidates {list(decision.candidates)}); see the client review",
             )
-        return match.crm_client_id, match.evidence
+        return decision.partner_id, decision.evidence
 
     def _match_or_create(self, invoice: Invoice, party: Party, evidence: Evidence) -> int:
         """Link a matching CRM client, or create one under a claim so that no two attempts both create it."""
-        crm_id, how = self._match(invoice, evidence)
+        crm_id, how = self._match(invoice, party, evidence)
         if crm_id is not None:
             self._link(invoice, evidence, crm_id, how)
             return crm_id
-        key = claim_key(evidence)
+
+        def rematch(_index: CrmClientIndex) -> int | None:
+            return self._match(invoice, party, evidence, reload=True)[0]
+
+        return self._create_claimed(invoice, party, party, claim_key(evidence), evidence, rematch)
+
+    def _create_claimed(
+        self,
+        invoice: Invoice,
+        party: Party,
+        created_party: Party,
+        key: str,
+        evidence: Evidence | None,
+        rematch: Callable[[CrmClientIndex], int | None],
+    ) -> int:
+        """Create the CRM client under the claim `key` (or find what an earlier attempt created), then link."""
+        evidence = evidence or Evidence()
         # Before any claim or dry-run count: a client the client sync would hold for review is not created here.
         crm_department_id = self.departments.to_crm(party.department_id, f"the client of invoice {invoice.id}")
         if self.dry_run:
@@ -174,20 +231,20 @@ class InvoiceClients:
             stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
             if not self.store.take_over_crm_client_claim(key, self.owner, stale_before=stale_before):
                 raise RecordDeferred(f"invoice {invoice.id}: run {claimed_by} is creating its CRM client right now")
-            crm_id, how = self._match(invoice, evidence, reload=True)  # did the earlier attempt get through?
+            crm_id = rematch(self._crm_clients_index(reload=True))  # did the earlier attempt get through?
             if crm_id is not None:
                 self.store.confirm_crm_client(key, crm_id)
-                self._link(invoice, evidence, crm_id, how)
+                self._link(invoice, evidence, crm_id, "created")
                 return crm_id
         fields = crm_client_fields(
-            party, fakturownia_client_id=evidence.fakturownia_client_id, crm_department_id=crm_department_id
+            created_party, fakturownia_client_id=evidence.fakturownia_client_id, crm_department_id=crm_department_id
         )
         for _attempt in range(CLIENT_CREATE_ATTEMPTS):
             try:
                 created = self.crm.create_client(fields)
             except AmbiguousWriteError as exc:
                 log.warning("invoice %s: %s; re-reading CRM clients before creating again", invoice.id, exc)
-                crm_id, how = self._match(invoice, evidence, reload=True)
+                crm_id, how = rematch(self._crm_clients_index(reload=True)), "created"
                 if crm_id is None:
                     continue
             except ApiRejected:
@@ -220,6 +277,7 @@ class InvoiceClients:
         fakturownia_id = evidence.fakturownia_client_id
         if fakturownia_id is None:
             return  # a buyer without a client card: matched again by NIP/e-mail next time
+        self._crm_clients_index().add_link(fakturownia_id, crm_id)
         if self.dry_run:
             with self._lock:
                 first_time = fakturownia_id not in self._dry_run_links
@@ -245,6 +303,18 @@ def evidence_keys(evidence: Evidence) -> list[str]:
     keys += [f"nip:{evidence.tax_key}"] if evidence.tax_key else []
     keys += [f"email:{evidence.email}"] if evidence.email else []
     return keys or [claim_key(evidence)]
+
+
+def buyer_record(party: Party) -> dict[str, Any]:
+    """A buyer block in the shape of a client record, as the matcher reads one."""
+    return {
+        "name": party.name,
+        "first_name": party.first_name,
+        "last_name": party.last_name,
+        "tax_no": party.tax_no,
+        "email": party.email,
+        "post_code": party.post_code,
+    }
 
 
 def claim_key(evidence: Evidence) -> str:

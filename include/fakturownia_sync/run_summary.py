@@ -26,6 +26,8 @@ class RunSummary:
     deals_unconfirmed: int = 0
     clients_linked: int = 0
     clients_created: int = 0
+    deals_for_anonymous_buyers: int = 0  # buyers with no card, tax id or e-mail, by `anonymous_buyers`
+    tax_id_warnings: int = 0  # a buyer's tax id that is no tax id (junk, failed checksum): used as none
     skipped_cost: int = 0
     skipped_cancelled: int = 0
     skipped_by_kind: Counter = field(default_factory=Counter)
