@@ -11,6 +11,7 @@ from __future__ import annotations
 from fakturownia_sync.state.claims import CreateClaimsStore
 from fakturownia_sync.state.client_claims import ClientClaimsStore
 from fakturownia_sync.state.client_links import ClientLinksStore
+from fakturownia_sync.state.crm_client_mirror import CrmClientMirrorStore
 from fakturownia_sync.state.deal_links import DealLinksStore
 from fakturownia_sync.state.engine import MIGRATIONS, VERSION_TABLE, default_state_url, utcnow
 from fakturownia_sync.state.quarantine import QuarantineStore
@@ -19,7 +20,15 @@ from fakturownia_sync.state.runs import RunsStore
 __all__ = ["MIGRATIONS", "VERSION_TABLE", "StateStore", "default_state_url", "utcnow"]
 
 
-class StateStore(RunsStore, DealLinksStore, ClientLinksStore, CreateClaimsStore, ClientClaimsStore, QuarantineStore):
+class StateStore(
+    RunsStore,
+    DealLinksStore,
+    ClientLinksStore,
+    CreateClaimsStore,
+    ClientClaimsStore,
+    QuarantineStore,
+    CrmClientMirrorStore,
+):
     """Reading and writing the sync state on SQLite or PostgreSQL."""
 
     @classmethod
