@@ -8,6 +8,15 @@ How "exactly one deal" survives retries and crashes
     CRM has no such deal is it created again. Claims belong to a DAG run, so a retry of the same run takes
     over its own claims at once; another run waits until a claim is `stale_claim_minutes` old.
 
+Links rebuilt from the CRM
+    The CRM is the source of truth for which deals exist. When the state DB holds no deal link at all (a
+    new, replaced or lost state DB; a fresh install with an empty CRM costs one empty scan per run until
+    its first deal), `rebuild_links` scans the CRM's deals once, before anything is written, and links
+    every deal carrying `external_ids.fakturownia_invoice_id`, with the hash of what the deal shows now,
+    so an unchanged invoice then costs no write. A state DB that lost only some links is not detected
+    this way; a lost link's pending claim is settled by the same scan, and a missing one would repeat a
+    create only for that invoice.
+
 What is never done
     A deal deleted in the CRM is not recreated (the invoice is quarantined with the reason); a create is
     never repeated while its earlier attempt may still land.
@@ -21,7 +30,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY
+from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY, payload_hash
 from fakturownia_sync.errors import AmbiguousWriteError, ApiNotFound, ApiRejected, RecordDeferred, RecordError
 from fakturownia_sync.records import Invoice
 from fakturownia_sync.run_summary import RunSummary
@@ -140,6 +149,30 @@ class DealWriter:
                 self._deals_by_invoice = index
             return self._deals_by_invoice
 
+    def rebuild_links(self) -> int:
+        """With no deal link in the state DB, link every CRM deal that names its invoice; returns how many.
+
+        One scan of the CRM's deals (the same scan that settles pending creates, kept for this run).
+        """
+        if self.dry_run or self.store.count_deal_links():
+            return 0
+        with self._lock:
+            by_invoice: dict[int, dict[str, Any]] = {}
+            for deal in self.crm.iter_deals():
+                invoice_id = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
+                if invoice_id and invoice_id.isdigit() and deal.get("id") is not None:
+                    by_invoice.setdefault(int(invoice_id), deal)
+            self._deals_by_invoice = {invoice_id: int(deal["id"]) for invoice_id, deal in by_invoice.items()}
+        linked = 0
+        for invoice_id, deal in by_invoice.items():
+            digest = payload_hash(shown_deal(deal))
+            if self.store.claim_invoice(invoice_id, self.owner, digest):
+                self.store.confirm_deal(invoice_id, int(deal["id"]), digest, None)
+                linked += 1
+        if linked:
+            log.info("rebuilt %s invoice→deal link(s) from the CRM's external ids", linked)
+        return linked
+
     def settle_pending(
         self,
         seen: set[int],
@@ -182,3 +215,31 @@ class DealWriter:
                 else:
                     self.store.release_claim(link.invoice_id)  # met this run and not to be created after all
         self.summary.deals_unconfirmed = len(self._unconfirmed)
+
+
+def shown_deal(deal: dict[str, Any]) -> dict[str, Any]:
+    """The part of a CRM deal that `deal_mapping.build_deal` writes, in the shape it writes it.
+
+    Its hash equals the hash of the payload a run would send when the deal already shows the invoice as it
+    is, so a link rebuilt from the CRM costs no update for an unchanged invoice.
+    """
+    shown: dict[str, Any] = {
+        "name": deal.get("name"),
+        "price": None if deal.get("price") is None else str(deal.get("price")),
+        "currency": deal.get("currency"),
+        "client_id": _int_or_none(deal.get("client_id")),
+        "url": deal.get("url"),
+        "description": deal.get("description"),
+        "external_ids": {FAKTUROWNIA_INVOICE_KEY: external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)},
+    }
+    department_id = _int_or_none(deal.get("department_id"))
+    if department_id is not None:
+        shown["department_id"] = department_id
+    return shown
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

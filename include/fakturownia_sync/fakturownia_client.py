@@ -7,7 +7,7 @@ silently hides documents older than twelve months.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fakturownia_sync.accounts import ApiAccount
@@ -68,25 +68,34 @@ class FakturowniaClient:
             params["kinds[]"] = list(kinds)
         return self.iter_pages("/invoices.json", params)
 
-    def first_invoice_page_by_issue_date(
-        self, date_from: str, date_to: str, kinds: list[str] | None, *, newest: bool
-    ) -> list[dict[str, Any]]:
-        """One page of the sales invoices issued in [date_from, date_to], oldest (or newest) issue date first.
+    def fetch_page(self, path: str, params: dict[str, Any], page: int, per_page: int) -> list[dict[str, Any]]:
+        """One page of a list at any `per_page` up to 100: what `sweep.Sweep` reads (overlapping pages)."""
+        items = self.transport.request("GET", path, params={**params, "page": page, "per_page": per_page}, expect=LIST)
+        return items or []
 
-        The docs list `order=issue_date`; whether the `.desc` suffix is honoured is not documented, so the
-        caller must not trust the order (see `backfill.issue_date_bounds`, which checks the dates it gets)."""
+    def invoice_pages_by_update(self) -> Callable[[int, int], list[dict[str, Any]]]:
+        """`fetch(page, per_page)` over sales invoices, most recently updated first (the incremental sweep)."""
+        params = {"period": "all", "order": "updated_at.desc"}
+        return lambda page, per_page: self.fetch_page("/invoices.json", params, page, per_page)
+
+    def invoice_pages_issued_between(
+        self, date_from: str, date_to: str, kinds: list[str] | None = None
+    ) -> Callable[[int, int], list[dict[str, Any]]]:
+        """`fetch(page, per_page)` over sales invoices issued in [date_from, date_to], by id (a backfill window)."""
         params: dict[str, Any] = {
             "period": "more",
             "date_from": date_from,
             "date_to": date_to,
             "search_date_type": "issue_date",
-            "order": "issue_date.desc" if newest else "issue_date",
-            "page": 1,
-            "per_page": PER_PAGE,
+            "order": "id",
         }
         if kinds:
             params["kinds[]"] = list(kinds)
-        return self.transport.request("GET", "/invoices.json", params=params, expect=LIST) or []
+        return lambda page, per_page: self.fetch_page("/invoices.json", params, page, per_page)
+
+    def client_pages_by_update(self) -> Callable[[int, int], list[dict[str, Any]]]:
+        """`fetch(page, per_page)` over clients, most recently updated first (the client sync's sweep)."""
+        return lambda page, per_page: self.fetch_page("/clients.json", {"order": "updated_at.desc"}, page, per_page)
 
     def get_invoice(self, invoice_id: int) -> dict[str, Any]:
         return self.transport.request("GET", f"/invoices/{int(invoice_id)}.json", expect=RECORD)

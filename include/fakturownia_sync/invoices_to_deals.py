@@ -2,12 +2,22 @@
 
 When the cursor advances
     Fakturownia has no "changed since" filter, so we read invoices newest-updated first (`period=all`)
-    and stop at the first page that ends before `cursor - lookback`. Once the run has handled everything
-    (no write left unconfirmed or deferred) the cursor moves to the run's start: every invoice updated
-    before it was read and written. Not to the newest `updated_at` seen, which can lie hours back and would
-    make every later run re-read those hours. Invoices edited during the run, and any that offset paging
-    over a moving list skipped, fall inside the next run's `lookback_minutes` (keep it above any clock
-    difference between Fakturownia and the workers). A failed run leaves the cursor where it was.
+    and stop at the first page that ends before `cursor - lookback`, by the one sweep of `sweep`, which
+    also finds invoices that offset paging over a moving list (deletions during the read) would skip, and
+    fails with `ListMoved` rather than report success when it cannot. Once the run has read the whole range
+    and handled everything (no write left unconfirmed or deferred) the cursor moves to the run's start
+    (`sweep.advanced_cursor`). Invoices edited during the run fall inside the next run's `lookback_minutes`
+    (keep it above any clock difference between Fakturownia and the workers). A failed run leaves the
+    cursor where it was; a backfill window whose list could not be read whole fails, so it is not recorded.
+
+Quarantine retries re-read the invoice
+    A quarantined invoice due for a retry is read again from Fakturownia first (never retried from the
+    stored copy): one deleted since is resolved with the reason `deleted_in_fakturownia` and gets no deal.
+
+The systems are the source of truth
+    With no deal links in the state DB (a new or replaced database), the run first rebuilds the
+    invoice→deal links from one scan of the CRM's deals by `external_ids.fakturownia_invoice_id`
+    (`DealWriter.rebuild_links`), so nothing is created twice.
 
 Who does what
     This module runs the sweep and decides per invoice (kind, cancellation, department, quarantine);
@@ -29,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -49,11 +59,12 @@ from fakturownia_sync.errors import (
 )
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.invoice_clients import InvoiceClients
-from fakturownia_sync.records import Invoice, parse_invoice, parse_timestamp
+from fakturownia_sync.records import Invoice, parse_invoice
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.run_summary import RunSummary
 from fakturownia_sync.state import QuarantineEntry, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
+from fakturownia_sync.sweep import Sweep, advanced_cursor
 
 log = logging.getLogger(__name__)
 
@@ -102,30 +113,29 @@ class InvoicesToDeals:
         cursor = self.store.get_cursor(STREAM)
         threshold = cursor - timedelta(minutes=self.config.lookback_minutes) if cursor else None
         self.summary.cursor_before = cursor.isoformat() if cursor else None
-        return self._run(self.fakturownia.iter_invoice_pages_by_update(), threshold, advance_from=cursor)
+        sweep = Sweep(self.fakturownia.invoice_pages_by_update(), threshold=threshold, what="invoices by update")
+        return self._run(sweep, advance_from=cursor)
 
     def run_window(self, date_from: date, date_to: date) -> dict[str, Any]:
         """A backfill window: invoices issued in [date_from, date_to]. The cursor is not touched."""
         self.summary.window = f"{date_from.isoformat()}..{date_to.isoformat()}"
-        pages = self.fakturownia.iter_invoice_pages_issued_between(
+        fetch = self.fakturownia.invoice_pages_issued_between(
             date_from.isoformat(), date_to.isoformat(), kinds=self.invoice_kinds
         )
-        return self._run(pages, None, advance_from=None, keep_cursor=True)
+        # Ordered by id, read to its end: no stop rule, so no order to check.
+        sweep = Sweep(fetch, order=None, what=f"invoices issued {self.summary.window}")
+        return self._run(sweep, advance_from=None, keep_cursor=True)
 
-    def _run(
-        self,
-        pages: Iterable[list[dict[str, Any]]],
-        threshold: datetime | None,
-        *,
-        advance_from: datetime | None,
-        keep_cursor: bool = False,
-    ) -> dict[str, Any]:
+    def _run(self, sweep: Sweep, *, advance_from: datetime | None, keep_cursor: bool = False) -> dict[str, Any]:
         started, started_clock = self.clock(), time.monotonic()
         summary = self.summary
         run_id = None if self.dry_run else self.store.start_run(STREAM, self.owner)
         cursor = advance_from
+        summary.deal_links_rebuilt = summary.quarantine_deleted_at_source = 0
         try:
-            handled = self._process(pages, threshold)
+            if not self.dry_run:
+                summary.deal_links_rebuilt = self.deals.rebuild_links()
+            handled = self._process(sweep)
             if not keep_cursor:
                 self._retry_quarantined(handled)
             if not self.dry_run:
@@ -134,14 +144,16 @@ class InvoicesToDeals:
                 summary.status = "incomplete"
             else:
                 summary.status = "success"
-                if not keep_cursor and not self.dry_run and (cursor is None or started > cursor):
-                    self.store.set_cursor(STREAM, started)
-                    cursor = started
+                if not keep_cursor and not self.dry_run:
+                    moved = advanced_cursor(cursor, started, complete=sweep.complete)
+                    if moved != cursor and moved is not None:
+                        self.store.set_cursor(STREAM, moved)
+                        cursor = moved
         except BaseException as exc:
             summary.status = "failed"
-            self._finish(run_id, started_clock, cursor, error=redact(str(exc), self._secrets))
+            self._finish(run_id, started_clock, cursor, sweep, error=redact(str(exc), self._secrets))
             raise
-        self._finish(run_id, started_clock, cursor)
+        self._finish(run_id, started_clock, cursor, sweep)
         if summary.deals_unconfirmed:
             raise UnconfirmedWrites(
                 f"{summary.deals_unconfirmed} deal create(s) could not be confirmed after "
@@ -150,9 +162,10 @@ class InvoicesToDeals:
         return summary.to_dict()
 
     def _finish(
-        self, run_id: int | None, started_clock: float, cursor: datetime | None, error: str | None = None
+        self, run_id: int | None, started_clock: float, cursor: datetime | None, sweep: Sweep, error: str | None = None
     ) -> None:
         summary = self.summary
+        summary.list_reads = {"pages": sweep.reads, "records": sweep.records_read, "restarts": sweep.restarts}
         summary.cursor_after = cursor.isoformat() if cursor else None
         summary.duration_seconds = round(time.monotonic() - started_clock, 3)
         summary.api_calls = {"fakturownia": self.fakturownia.transport.calls, "sugester": self.crm.transport.calls}
@@ -164,26 +177,21 @@ class InvoicesToDeals:
         if run_id is not None:
             self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 
-    def _process(self, pages: Iterable[list[dict[str, Any]]], threshold: datetime | None) -> set[int]:
-        """Handle each invoice of the pages once, `concurrency` at a time, at most two pages in flight.
+    def _process(self, sweep: Sweep) -> set[int]:
+        """Handle each invoice the sweep yields, `concurrency` at a time, at most two pages in flight.
 
-        With a threshold (the incremental sweep, newest-updated first) invoices older than it are passed
-        over and reading stops at the first page that ends before it. Returns the ids handled.
+        The sweep yields every invoice of its range once (older than its threshold: not at all), including
+        those a moving list pushed back over a page boundary. Returns the ids handled.
         """
         handled: set[int] = set()
         in_flight: deque[list[Future]] = deque()
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="crm-writer") as pool:
             try:
-                for page in pages:
+                for page in sweep.pages():
                     batch = []
                     quarantined = self.store.open_quarantine_for(STREAM, [raw.get("id") for raw in page])
                     for raw in page:
                         record_id = raw.get("id")
-                        if record_id in handled:
-                            continue  # offset paging over a moving list can repeat an item
-                        updated = parse_timestamp(raw.get("updated_at"))
-                        if threshold is not None and updated is not None and updated < threshold:
-                            continue
                         handled.add(record_id)
                         entry = quarantined.get(str(record_id))
                         if entry is not None and self._same_as_quarantined(entry, raw):
@@ -193,9 +201,6 @@ class InvoicesToDeals:
                     in_flight.append(batch)
                     if len(in_flight) > 1:
                         _wait_all(in_flight.popleft())
-                    last = parse_timestamp(page[-1].get("updated_at")) if page else None
-                    if threshold is not None and last is not None and last < threshold:
-                        break
                 while in_flight:
                     _wait_all(in_flight.popleft())
             except BaseException:
@@ -213,20 +218,46 @@ class InvoicesToDeals:
         return unchanged and not self._retry_due(entry)
 
     def _retry_quarantined(self, seen: set[int]) -> None:
-        """Give records put aside earlier another go from their stored payload.
+        """Give records put aside earlier another go, with their current version read from Fakturownia.
 
         An invoice edited at the source comes back through the sweep with its fresh version. The rest are
         retried when the config changed (e.g. a department was mapped) or every `quarantine_retry_minutes`
-        (e.g. a client card fixed, a CRM-side problem gone), so a run with nothing new stays cheap.
+        (e.g. a client card fixed, a CRM-side problem gone), so a run with nothing new stays cheap. A retry
+        re-reads the invoice first (one GET): the stored copy may be stale, and an invoice deleted since is
+        resolved as `deleted_in_fakturownia`, never turned into a deal. Only an entry without a usable id
+        (nothing to read it by) is retried from its stored copy.
         """
         # Read in id order, a batch at a time: a retried entry resolves or is updated in place, so the
         # batches that follow are not shifted by it.
         for entry in self.store.iter_open_quarantine(STREAM):
             if not isinstance(entry.payload, dict) or entry.payload.get("id") in seen:
                 continue
-            if self._retry_due(entry):
-                self.summary.add("quarantine_retried")
+            if not self._retry_due(entry):
+                continue
+            self.summary.add("quarantine_retried")
+            invoice_id = _as_id(entry.payload.get("id"))
+            if invoice_id is None:
                 self.handle(entry.payload, retry=True)
+                continue
+            try:
+                raw = self.fakturownia.get_invoice(invoice_id)
+            except ApiNotFound:
+                self._resolve_deleted(entry)
+                continue
+            self.handle(raw, retry=True)
+
+    def _resolve_deleted(self, entry: QuarantineEntry) -> None:
+        """A quarantined invoice deleted in Fakturownia since: the entry is resolved with that reason."""
+        log.info("invoice %s: deleted in Fakturownia; its quarantine entry is resolved", entry.record_id)
+        self.summary.add("quarantine_deleted_at_source")
+        self.summary.add("quarantine_resolved")
+        if self.dry_run:
+            return
+        message = f"invoice {entry.record_id} was deleted in Fakturownia while quarantined ({entry.reason}); no deal"
+        self.store.quarantine(
+            STREAM, entry.record_id, "deleted_in_fakturownia", message, entry.payload, entry.config_fingerprint
+        )
+        self.store.resolve_quarantine(STREAM, entry.record_id)
 
     # One invoice ---------------------------------------------------------------------------------------
 
@@ -300,6 +331,17 @@ class InvoicesToDeals:
             self.store.release_claim(invoice_id)  # the invoice is gone and no deal was created for it
             return
         self.handle(raw, retry=True)
+
+
+def _as_id(value: Any) -> int | None:
+    """A record id usable in a URL, or None (missing, or not a whole number)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
 
 
 def _wait_all(futures: list[Future]) -> None:
