@@ -68,6 +68,26 @@ class FakturowniaClient:
             params["kinds[]"] = list(kinds)
         return self.iter_pages("/invoices.json", params)
 
+    def first_invoice_page_by_issue_date(
+        self, date_from: str, date_to: str, kinds: list[str] | None, *, newest: bool
+    ) -> list[dict[str, Any]]:
+        """One page of the sales invoices issued in [date_from, date_to], oldest (or newest) issue date first.
+
+        The docs list `order=issue_date`; whether the `.desc` suffix is honoured is not documented, so the
+        caller must not trust the order (see `backfill.issue_date_bounds`, which checks the dates it gets)."""
+        params: dict[str, Any] = {
+            "period": "more",
+            "date_from": date_from,
+            "date_to": date_to,
+            "search_date_type": "issue_date",
+            "order": "issue_date.desc" if newest else "issue_date",
+            "page": 1,
+            "per_page": PER_PAGE,
+        }
+        if kinds:
+            params["kinds[]"] = list(kinds)
+        return self.transport.request("GET", "/invoices.json", params=params, expect=LIST) or []
+
     def fetch_page(self, path: str, params: dict[str, Any], page: int, per_page: int) -> list[dict[str, Any]]:
         """One page of a list at any `per_page` up to 100: what `sweep.Sweep` reads (overlapping pages)."""
         items = self.transport.request("GET", path, params={**params, "page": page, "per_page": per_page}, expect=LIST)
