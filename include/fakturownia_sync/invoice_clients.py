@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,6 +93,19 @@ class InvoiceClients:
         self._dry_run_links: set[int] = set()
         self._dry_run_ids: dict[str, int] = {}
         self._fakturownia_clients: dict[int, dict[str, Any] | None] = {}
+        self._bases_source: Callable[[], tuple[Iterable[dict[str, Any]], Iterable[dict[str, Any]]]] | None = None
+        self._on_client_created: Callable[[dict[str, Any]], None] | None = None
+
+    def use_client_bases(
+        self,
+        source: Callable[[], tuple[Iterable[dict[str, Any]], Iterable[dict[str, Any]]]],
+        on_created: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Take (CRM clients, Fakturownia client cards) from `source` instead of reading both lists, e.g. a
+        backfill window from the state DB's mirrors (read once per backfill); `on_created` hears of every CRM
+        client created, so later windows see it. A card missing from `source` is still read alone, and a
+        re-read after a lost answer (`reload`) still asks the CRM itself."""
+        self._bases_source, self._on_client_created = source, on_created
 
     def crm_client_for(self, invoice: Invoice) -> int:
         """The CRM client the invoice's deal belongs to: linked, matched, or created now."""
@@ -149,13 +162,17 @@ class InvoiceClients:
         """Both client bases and the links, read once per run and only when an invoice needs a client not
         linked yet: one pass over each list (the matcher needs both whole bases for its one-to-one rule)."""
         with self._lock:
-            if self._crm_clients is None:
+            handed: Iterable[dict[str, Any]] | None = None
+            if self._crm_clients is None and self._bases_source is not None:
+                handed, handed_cards = self._bases_source()
+                self._fakturownia_clients.update({int(card["id"]): card for card in handed_cards})
+            elif self._crm_clients is None:
                 for page in self.fakturownia.iter_client_pages_by_update():
                     self._fakturownia_clients.update({int(card["id"]): card for card in page})
             if self._crm_clients is None or reload:
                 cards = [card for card in self._fakturownia_clients.values() if card is not None]
                 links = [(link.fakturownia_client_id, link.crm_client_id) for link in self.store.all_client_links()]
-                index = CrmClientIndex(self.crm.iter_clients(), cards, links)
+                index = CrmClientIndex(handed if handed is not None else self.crm.iter_clients(), cards, links)
                 for created in self._created_clients:  # created by other threads while the scan ran
                     index.add(created)
                 self._crm_clients = index
@@ -255,6 +272,8 @@ class InvoiceClients:
                 with self._lock:
                     self._created_clients.append(created)
                 self._crm_clients_index().add(created)
+                if self._on_client_created is not None:
+                    self._on_client_created(created)
                 self.summary.add("clients_created")
             self.store.confirm_crm_client(key, crm_id)
             self._link(invoice, evidence, crm_id, how)
