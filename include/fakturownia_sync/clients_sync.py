@@ -1,13 +1,21 @@
 """The two-way client sync: one client base in Fakturownia and the CRM, deduplicated, with departments.
 
 What a run reads
-    Fakturownia by the `updated_at` sweep (newest first, down to `cursor - lookback`), into a mirror of
-    every Fakturownia client kept in the state DB: matching needs the whole base, since a new client may
-    duplicate an unchanged one. The CRM documents no ordering and no "changed since", so every run reads
-    all CRM clients and finds changes by content against the last synced snapshot. With `full`, both
-    sides are read completely (the mirror is rebuilt) and the run still writes nothing where nothing differs.
-    Whether Fakturownia honours `order=updated_at.desc` for clients is not documented: the sweep checks
-    the order it gets and reads to the end when it is not descending.
+    Fakturownia by the `updated_at` sweep (newest first, down to `cursor - lookback`, `sweep.Sweep`, the
+    one the invoices sync uses), into a mirror of every Fakturownia client kept in the state DB: matching
+    needs the whole base, since a new client may duplicate an unchanged one. The CRM documents no ordering
+    and no "changed since", so every run reads all CRM clients (twice, united by id, `sweep.read_twice`: a
+    client created or deleted during the read can push another over a page boundary unseen, and the CRM's
+    order is not promised, so the overlap check of the sweep cannot be relied on there) and finds changes
+    by content against the last synced snapshot. With `full`, both sides are read completely (the mirror
+    is rebuilt) and the run still writes nothing where nothing differs. Whether Fakturownia honours
+    `order=updated_at.desc` for clients is not documented: the sweep checks the order it gets and reads to
+    the end when it is not descending. A list that keeps moving while it is read fails the run
+    (`sweep.ListMoved`) and the cursor stays.
+
+When the cursor advances
+    To the run's start once the whole range was read and every write is settled (`sweep.advanced_cursor`),
+    never past it, never after a failure; clients edited during the run fall inside the next lookback.
 
 What a run decides, in order
     1. matching, over both whole bases (`bulk_matching`): new links, review entries, unmatched records;
@@ -54,6 +62,7 @@ from fakturownia_sync.records import parse_timestamp
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.state import ClientLink, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
+from fakturownia_sync.sweep import Sweep, advanced_cursor, read_twice
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +161,9 @@ class ClientsSync:
         cursor = self.store.get_cursor(STREAM)
         summary.cursor_before = cursor.isoformat() if cursor else None
         try:
-            newest = self._read_fakturownia(cursor)
+            complete = self._read_fakturownia(cursor)
             bases = self.bases
-            bases.crm = {int(r["id"]): trim(r, CRM_RECORD_FIELDS) for r in self.crm.iter_clients()}
+            bases.crm = {crm_id: trim(r, CRM_RECORD_FIELDS) for crm_id, r in read_twice(self.crm.iter_clients).items()}
             summary.crm_clients_read = len(bases.crm)
             bases.fakturownia = {int(r["id"]): r for r in self.store.fakturownia_clients()}
             bases.load_links()
@@ -172,11 +181,10 @@ class ClientsSync:
             if summary.unconfirmed or summary.deferred:
                 summary.status = "incomplete"
             else:
-                if newest is not None:
-                    new_cursor = min(newest, started)
-                    if cursor is None or new_cursor > cursor:
-                        self.store.set_cursor(STREAM, new_cursor)
-                        cursor = new_cursor
+                moved = advanced_cursor(cursor, started, complete=complete)
+                if moved is not None and moved != cursor:
+                    self.store.set_cursor(STREAM, moved)
+                    cursor = moved
                 summary.status = "success"
         except BaseException as exc:
             summary.status = "failed"
@@ -204,33 +212,19 @@ class ClientsSync:
 
     # Reading -------------------------------------------------------------------------------------------
 
-    def _read_fakturownia(self, cursor: datetime | None) -> datetime | None:
-        """Sweep Fakturownia clients newest-updated first into the mirror; return the newest `updated_at`."""
+    def _read_fakturownia(self, cursor: datetime | None) -> bool:
+        """Sweep Fakturownia clients newest-updated first into the mirror; True once the range was read whole."""
         full = self.full or cursor is None
         threshold = None if full else cursor - timedelta(minutes=self.config.lookback_minutes)
+        sweep = Sweep(self.fakturownia.client_pages_by_update(), threshold=threshold, what="Fakturownia clients")
         records: dict[int, tuple[dict[str, Any], datetime | None]] = {}
-        newest: datetime | None = None
-        previous: datetime | None = None
-        descending = True
-        for page in self.fakturownia.iter_client_pages_by_update():
-            for raw in page:
-                updated = parse_timestamp(raw.get("updated_at"))
-                if previous is not None and updated is not None and updated > previous:
-                    descending = False  # the server ignored the order: only a complete read is safe
-                previous = updated or previous
-                if raw.get("id") is None or int(raw["id"]) in records:
-                    continue  # offset paging over a moving list can repeat an item
-                if threshold is not None and updated is not None and updated < threshold:
-                    continue
-                records[int(raw["id"])] = (trim(raw, MIRROR_FIELDS), updated)
-                if updated is not None and (newest is None or updated > newest):
-                    newest = updated
-            last = parse_timestamp(page[-1].get("updated_at")) if page else None
-            if threshold is not None and descending and last is not None and last < threshold:
-                break
+        for raw in sweep.records():
+            if raw.get("id") is None:
+                continue
+            records[int(raw["id"])] = (trim(raw, MIRROR_FIELDS), parse_timestamp(raw.get("updated_at")))
         self.store.save_fakturownia_clients(records.values(), replace_all=full)
         self.summary.fakturownia_clients_read = len(records)
-        return newest
+        return sweep.complete
 
     # Matching ------------------------------------------------------------------------------------------
 
