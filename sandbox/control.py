@@ -1,7 +1,8 @@
 """The ``/_sandbox/*`` control API served next to each vendor API.
 
 Tests, the demo and benchmarks use it to turn fault knobs, read request
-counters, dump every record and persist state. It needs no token and is never
+counters, dump every record, persist state and make a list move between two
+page reads (``/_sandbox/list_moves``). It needs no token and is never
 faulted or counted, so observing the sandbox does not disturb what is observed.
 """
 
@@ -15,6 +16,7 @@ from starlette.responses import Response
 
 from sandbox.conventions import json_response
 from sandbox.faults import FaultInjector
+from sandbox.listing import LIST_MOVES
 from sandbox.stats import Stats
 
 
@@ -56,6 +58,30 @@ def control_router(
         except ValueError as exc:
             return json_response({"ok": False, "error": str(exc)}, 422)
         return json_response(knobs.as_dict())
+
+    @router.get("/list_moves")
+    async def read_list_moves() -> Response:
+        return json_response(LIST_MOVES.pending())
+
+    @router.post("/list_moves")
+    async def arm_list_move(request: Request) -> Response:
+        """Make a list move between two page reads (see `sandbox.listing.ListMoves`)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return json_response({"ok": False, "error": "body must be JSON"}, 400)
+        if not isinstance(body, dict):
+            return json_response({"ok": False, "error": "body must be a JSON object"}, 400)
+        try:
+            LIST_MOVES.arm(
+                str(body.get("list")),
+                after_reads=body.get("after_reads", 1),
+                delete=body.get("delete", 0),
+                insert=body.get("insert", 0),
+            )
+        except ValueError as exc:
+            return json_response({"ok": False, "error": str(exc)}, 422)
+        return json_response(LIST_MOVES.pending())
 
     @router.get("/dump")
     async def read_dump(request: Request) -> Response:

@@ -136,3 +136,58 @@ def ordered_ids(
     key = sort_key(field)
     fallback = defaults.get(field)
     return sorted(ids, key=lambda i: (key(records[i].get(field, fallback)), i), reverse=descending)
+
+
+# -- lists that move while they are read ------------------------------------------------------------------
+
+MOVING_LISTS = ("invoices", "clients", "crm_clients")
+
+
+@dataclass
+class ListMove:
+    """Change one list just before its page read number ``after_reads + 1``: delete and insert records."""
+
+    after_reads: int
+    delete: int
+    insert: int
+    reads: int = 0
+
+
+class ListMoves:
+    """Planned changes to a list *between two page reads*, the way a person tidying drafts changes it.
+
+    Offset paging over a list that shrinks skips records, so the sync under test must notice; tests arm a
+    move with ``POST /_sandbox/list_moves`` (``{"list": "invoices", "after_reads": 1, "delete": 5,
+    "insert": 3}``) and the store applies it when it builds that list for the next page read. Every list
+    read counts, on either API (one sandbox process serves one pair of accounts); a move fires once.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[str, ListMove] = {}
+
+    def arm(self, name: str, *, after_reads: int, delete: int, insert: int) -> ListMove:
+        if name not in MOVING_LISTS:
+            raise ValueError(f"unknown list {name!r}; known: {list(MOVING_LISTS)}")
+        for label, value in (("after_reads", after_reads), ("delete", delete), ("insert", insert)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{label} must be a whole number >= 0")
+        plan = ListMove(after_reads, delete, insert)
+        self._plans[name] = plan
+        return plan
+
+    def due(self, name: str) -> ListMove | None:
+        """Count one read of ``name``; the plan to apply before answering it, if this is the one."""
+        plan = self._plans.get(name)
+        if plan is None:
+            return None
+        plan.reads += 1
+        if plan.reads <= plan.after_reads:
+            return None
+        del self._plans[name]
+        return plan
+
+    def pending(self) -> dict[str, dict[str, int]]:
+        return {name: dict(plan.__dict__) for name, plan in self._plans.items()}
+
+
+LIST_MOVES = ListMoves()

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from sandbox.clock import WriteClock, date_of_ms, format_ms, parse_iso_date, parse_timestamp_ms
-from sandbox.listing import in_window, ordered_ids
+from sandbox.listing import LIST_MOVES, ListMove, in_window, ordered_ids
 from sandbox.money import decimal_to_str, round_cents, to_decimal
 from sandbox.records import (
     CLIENT_DEFAULTS,
@@ -183,6 +183,10 @@ class FakturowniaStore:
     # -- reads ---------------------------------------------------------------
 
     def invoice_ids(self, query: InvoiceFilter, order: tuple[str, bool]) -> list[int]:
+        move = LIST_MOVES.due("invoices")
+        if move is not None:
+            self._move_invoices(self.invoice_ids(query, order), move)
+
         def build() -> list[int]:
             candidates = [i for i in query.ids if i in self.invoices] if query.ids is not None else list(self.invoices)
             invoices = self.invoices
@@ -192,6 +196,10 @@ class FakturowniaStore:
         return self._invoice_lists.get((query, order), build)
 
     def client_ids(self, query: ClientFilter, order: tuple[str, bool]) -> list[int]:
+        move = LIST_MOVES.due("clients")
+        if move is not None:
+            self._move_clients(self.client_ids(query, order), move)
+
         def build() -> list[int]:
             matching = [i for i, c in self.clients.items() if query.matches(c)]
             return ordered_ids(self.clients, matching, order[0], order[1], CLIENT_DEFAULTS)
@@ -209,6 +217,24 @@ class FakturowniaStore:
             return self.clients[client_id]
         except KeyError:
             raise NotFound(client_id) from None
+
+    def _move_invoices(self, listed: list[int], move: ListMove) -> None:
+        """A list moving between two page reads: delete records from its first page, insert copies."""
+        for invoice_id in list(listed[10 : 10 + move.delete] or listed[: move.delete]):
+            self.delete_invoice(invoice_id)
+        for source_id in list(listed[: move.insert]):
+            source = self.invoices.get(source_id)
+            if source is not None:
+                keep = {k: v for k, v in source.items() if k not in ("id", "number", "token", "positions")}
+                self.create_invoice({**keep, "positions": [dict(p) for p in source.get("positions") or []]})
+
+    def _move_clients(self, listed: list[int], move: ListMove) -> None:
+        for client_id in list(listed[10 : 10 + move.delete] or listed[: move.delete]):
+            self.clients.pop(client_id, None)
+        for _ in range(move.insert):
+            number = self._next_client
+            self.create_client({"name": f"Klient dopisany {number}", "email": f"new{number}@example.pl"})
+        self._client_lists.clear()
 
     # -- invoice writes ------------------------------------------------------
 
@@ -456,6 +482,14 @@ class SugesterStore:
     # -- reads ---------------------------------------------------------------
 
     def client_ids(self) -> list[int]:
+        move = LIST_MOVES.due("crm_clients")
+        if move is not None:
+            listed = self.client_ids()
+            for client_id in list(listed[10 : 10 + move.delete] or listed[: move.delete]):
+                self.clients.pop(client_id, None)
+            for _ in range(move.insert):
+                self.create_client({"name": f"Klient CRM dopisany {self._next_client}"})
+            self._client_order = None
         if self._client_order is None:
             self._client_order = sorted(self.clients)
         return self._client_order
