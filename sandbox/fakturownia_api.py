@@ -70,6 +70,7 @@ def invoice_filter(request: Request) -> InvoiceFilter:
         number=params.get("number"),
         invoice_id=_id_param(params.get("invoice_id")),
         from_invoice_id=_id_param(params.get("from_invoice_id")),
+        oid=params.get("oid") or None,
     )
 
 
@@ -226,6 +227,17 @@ def create_app(
             f"</body></html>"
         )
         return HTMLResponse(page)
+
+    @app.post("/_sandbox/lose_invoice_create_replies")
+    async def lose_invoice_create_replies(request: Request) -> Response:
+        """Control: `{"count": n}` loses the answers to the next n invoice creates (applied, then the line cut)."""
+        try:
+            count = (await request.json()).get("count", 1)
+        except (ValueError, AttributeError):
+            return json_response({"ok": False, "error": "body must be a JSON object"}, 400)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            return json_response({"ok": False, "error": "count must be a whole number >= 0"}, 422)
+        return json_response({"lose_invoice_create_replies": injector.lose_replies("/invoices.json", count)})
 
     app.include_router(control_router(injector, stats, lambda base: dump(store, base), save))
     return app

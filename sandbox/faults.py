@@ -94,12 +94,25 @@ class FaultInjector:
         self.rng = random.Random(f"{seed}:{vendor_name}:faults")
         self.knobs = knobs
         self.bucket: TokenBucket | None = None
+        self.lost_replies: dict[str, int] = {}  # path → creates whose answer is still to be lost
         self.configure({})
 
     def configure(self, changes: dict[str, Any]) -> FaultKnobs:
         self.knobs = self.knobs.updated(changes)
         self.bucket = TokenBucket(self.knobs.rpm) if self.knobs.rpm > 0 else None
         return self.knobs
+
+    def lose_replies(self, path: str, count: int) -> int:
+        """Lose the answers to the next `count` creates at `path` (the create is applied, the line cut)."""
+        self.lost_replies[path] = max(0, int(count))
+        return self.lost_replies[path]
+
+    def lose_reply_to(self, path: str) -> bool:
+        """Whether this create's answer is to be lost (one of the `lose_replies` still to come)."""
+        if self.lost_replies.get(path, 0) <= 0:
+            return False
+        self.lost_replies[path] -= 1
+        return True
 
     def roll(self, rate: float) -> bool:
         if rate <= 0:
@@ -164,7 +177,7 @@ class FaultMiddleware:
             await self._answer(json_response(body, 200), scope, receive, send)
             return
 
-        if injector.roll(knobs.drop_rate):
+        if injector.roll(knobs.drop_rate) or (method == "POST" and injector.lose_reply_to(path)):
             stats.fault("drop")
             status = await self._run_and_drop(scope, receive, send)
         else:

@@ -269,6 +269,7 @@ def _generate(seed: int, clients: int, invoices: int, crm_clients: int) -> Seed:
         sugester={
             "departments": _crm_departments(),
             "users": _crm_users(),
+            "statuses": crm_deal_statuses(),
             "clients": crm_clients_list,
             "deals": [],
             "next_ids": {"client": len(crm_clients_list) + 1, "deal": 1},
@@ -822,6 +823,61 @@ def _crm_users() -> list[dict[str, Any]]:
         {"id": index + 1, "login": login, "email": f"{login}@przyklad-handel.pl", "name": name}
         for index, (login, name) in enumerate(CRM_USERS)
     ]
+
+
+# The CRM's deal pipeline (`GET /app/statuses.json?kind=deal`); "Wygrany" (won) is the status DESIGN.md's
+# example marks for invoicing, "Zafakturowany" the one an invoiced deal may move to.
+CRM_DEAL_STATUSES = (
+    ("Nowy", "new"),
+    ("W negocjacjach", "negotiation"),
+    ("Wygrany", "won"),
+    ("Przegrany", "lost"),
+    ("Zafakturowany", "invoiced"),
+)
+INVOICING_STATUS = "Wygrany"
+INVOICED_STATUS = "Zafakturowany"
+
+
+def crm_deal_statuses() -> list[dict[str, Any]]:
+    return [
+        {"id": index + 1, "name": name, "code": code, "kind": "deal"}
+        for index, (name, code) in enumerate(CRM_DEAL_STATUSES)
+    ]
+
+
+def invoicing_deals(sugester: dict[str, Any], count: int = 4) -> list[dict[str, Any]]:
+    """Deals salespeople opened and marked won ("Dodaj fakturę"), as `POST /app/deals.json` fields.
+
+    Each belongs to a seeded CRM client with a valid-looking card, is owned by a CRM user and sits in the
+    invoicing status; prices and currencies vary. The same state gives the same deals (the demo posts only
+    those whose name the CRM does not have yet, so a second demo adds none)."""
+    status_id = next(s["id"] for s in sugester["statuses"] if s["name"] == INVOICING_STATUS)
+    rng = random.Random(f"{len(sugester['clients'])}:invoicing-deals")
+    clients = [c for c in sugester["clients"] if c.get("email") and c.get("name")][: max(count * 3, count)]
+    offers = (
+        ("Wdrożenie systemu CRM", "18450.00", "PLN"),
+        ("Szkolenie zespołu sprzedaży", "3200.00", "PLN"),
+        ("Licencja roczna – pakiet Biznes", "990.00", "EUR"),
+        ("Audyt procesów magazynowych", "7600.50", "PLN"),
+        ("Serwis pogwarancyjny", "1250.00", "PLN"),
+        ("Integracja ze sklepem internetowym", "5400.00", "PLN"),
+    )
+    deals = []
+    for index in range(min(count, len(clients))):
+        name, price, currency = offers[index % len(offers)]
+        client = clients[rng.randrange(len(clients))]
+        deals.append(
+            {
+                "name": f"{name} – {client['name']}"[:200],
+                "price": price,
+                "currency": currency,
+                "client_id": client["id"],
+                "department_id": client.get("department_id"),
+                "status_id": status_id,
+                "responsible_id": sugester["users"][index % len(sugester["users"])]["id"],
+            }
+        )
+    return deals
 
 
 def _respell_name(rng: random.Random, client: dict[str, Any]) -> str:

@@ -31,11 +31,12 @@ from sandbox.records import (
     INVOICE_WRITABLE,
     POSITION_DEFAULTS,
 )
-from sandbox.seed import NUMBER_PREFIX, buyer_block, seller_block
+from sandbox.seed import NUMBER_PREFIX, buyer_block, crm_deal_statuses, seller_block
 
 CACHE_SIZE = 256
 NUMBER_PATTERN = re.compile(r"^(\S+) (\d+)/(\d{2})/(\d{4})$")
 POSITION_WRITABLE = frozenset(POSITION_DEFAULTS) - {"id", "invoice_id", "created_at", "updated_at"}
+POSITION_NAME_MAX = 255
 TRUE_STRINGS = frozenset({"1", "true", "yes", "on"})
 
 
@@ -113,9 +114,12 @@ class InvoiceFilter:
     number: str | None = None
     invoice_id: int | None = None
     from_invoice_id: int | None = None
+    oid: str | None = None
 
     def matches(self, invoice: dict[str, Any]) -> bool:
         get = invoice.get
+        if self.oid is not None and str(get("oid") or "") != self.oid:
+            return False
         if get("income", True) is not self.income:
             return False
         if self.kinds is not None and get("kind", "vat") not in self.kinds:
@@ -244,6 +248,7 @@ class FakturowniaStore:
         client = self.clients.get(as_int(data.get("client_id")) or 0)
         if client is None and not str(data.get("buyer_name") or "").strip():
             raise ValidationFailed({"buyer_name": ["- nie może być puste"]})
+        self._check_create(fields)
         now_ms = self.clock.now_ms()
         now = format_ms(now_ms)
         today = date_of_ms(now_ms)
@@ -281,6 +286,19 @@ class FakturowniaStore:
         self.invoices[invoice_id] = record
         self._invoice_lists.clear()
         return record
+
+    def _check_create(self, fields: dict[str, Any]) -> None:
+        """`oid_unique=yes` refuses a second invoice with the same `oid` (the vendor's "useful for shop sync");
+        a position name over 255 characters is refused as the vendor's validation does."""
+        oid = str(fields.get("oid") or "").strip()
+        taken = oid and any(str(invoice.get("oid") or "") == oid for invoice in self.invoices.values())
+        if taken and as_bool(fields.get("oid_unique", False)):
+            raise ValidationFailed({"oid": ["- jest już zajęte"]})
+        positions = fields.get("positions") if isinstance(fields.get("positions"), list) else []
+        if any(isinstance(p, dict) and len(str(p.get("name") or "")) > POSITION_NAME_MAX for p in positions):
+            raise ValidationFailed(
+                {"positions.name": [f"- pole jest za długie (maksymalna ilość znaków: {POSITION_NAME_MAX})"]}
+            )
 
     def update_invoice(self, invoice_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = self.invoice(invoice_id)
@@ -461,6 +479,8 @@ class SugesterStore:
     def __init__(self, state: dict[str, Any]) -> None:
         self.departments: list[dict[str, Any]] = state["departments"]
         self.users: list[dict[str, Any]] = state["users"]
+        # Deal statuses (pipeline stages); state files saved before they existed get the seeded ones.
+        self.statuses: list[dict[str, Any]] = state.get("statuses") or crm_deal_statuses()
         self.clients: dict[int, dict[str, Any]] = {c["id"]: c for c in state["clients"]}
         self.deals: dict[int, dict[str, Any]] = {d["id"]: d for d in state["deals"]}
         next_ids = state.get("next_ids", {})
@@ -474,6 +494,7 @@ class SugesterStore:
         return {
             "departments": self.departments,
             "users": self.users,
+            "statuses": self.statuses,
             "clients": list(self.clients.values()),
             "deals": list(self.deals.values()),
             "next_ids": {"client": self._next_client, "deal": self._next_deal},
@@ -603,7 +624,16 @@ class SugesterStore:
             errors["department_id"] = ["nie istnieje"]
         if "external_ids" in data and not isinstance(data["external_ids"], (dict, type(None))):
             errors["external_ids"] = ["jest nieprawidłowe"]
+        status = data.get("status_id")
+        if status is not None and not any(s["id"] == as_int(status) and s["kind"] == "deal" for s in self.statuses):
+            errors["status_id"] = ["nie istnieje"]
+        responsible = data.get("responsible_id")
+        if responsible is not None and not any(u["id"] == as_int(responsible) for u in self.users):
+            errors["responsible_id"] = ["nie istnieje"]
         return errors
+
+    def statuses_of_kind(self, kind: str | None) -> list[dict[str, Any]]:
+        return [status for status in self.statuses if kind in (None, "", status["kind"])]
 
     def _is_department(self, value: object) -> bool:
         department_id = as_int(value)

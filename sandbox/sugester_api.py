@@ -29,6 +29,7 @@ def dump(store: SugesterStore) -> dict[str, Any]:
         "clients": [store.clients[i] for i in store.client_ids()],
         "deals": [store.deals[i] for i in store.deal_ids()],
         "departments": store.departments,
+        "statuses": store.statuses,
     }
 
 
@@ -106,6 +107,12 @@ def create_app(
     async def list_departments(request: Request) -> Response:
         await authorized_body(request, vendor)
         return json_response(store.departments)
+
+    @app.get("/app/statuses.json")
+    async def list_statuses(request: Request) -> Response:
+        """Statuses of one kind (`?kind=deal`: the deal pipeline), `[{id, name, code, kind}]`."""
+        await authorized_body(request, vendor)
+        return json_response(store.statuses_of_kind(request.query_params.get("kind")))
 
     @app.get("/app/users/team.json")
     async def list_team(request: Request) -> Response:

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 CRM_CLIENT = "crm_client"
 FAKTUROWNIA_CLIENT = "fakturownia_client"
 CRM_DEAL = "crm_deal"
+FAKTUROWNIA_INVOICE = "fakturownia_invoice"  # an invoice for a CRM deal, keyed `deal:<id>`
 
 Status = Literal["created", "found", "held_by_other", "unconfirmed"]
 

@@ -31,6 +31,7 @@ MAX_RETRY_MINUTES = 30 * 24 * 60  # quarantined records are retried at least eve
 MAX_REQUESTS_PER_MINUTE = 100_000  # far above what either vendor allows; 0 means "no client-side limit"
 MAX_CRM_WRITE_CONCURRENCY = 32
 MAX_ID = 2**63 - 1  # ids are BIGINT in the state DB and in both APIs
+MAX_PAYMENT_DAYS = 365  # deal_invoicing.payment_days: a year is the longest term anyone sets
 
 
 class _Strict(BaseModel):
@@ -79,10 +80,48 @@ class AnonymousBuyers(_Strict):
         return self
 
 
+StatusRef = Annotated[str, Field(min_length=1, max_length=255)] | RecordId
+
+
+class DealInvoicing(_Strict):
+    """`crm_deals_to_invoices`: which CRM deals become Fakturownia invoices, and what the invoice says.
+
+    `statuses` and `invoiced_status` take CRM deal status names or ids (resolved through the CRM's deal
+    statuses at the start of each run). Off by default: nothing is invoiced until a person turns it on."""
+
+    enabled: bool = False
+    statuses: list[StatusRef] = Field(default_factory=lambda: ["Wygrany"], min_length=1, max_length=50)
+    invoice_kind: Literal["vat", "proforma"] = "vat"
+    price: Literal["gross", "net"] = "gross"
+    tax: str = "23"
+    payment_days: int = Field(default=14, ge=0, le=MAX_PAYMENT_DAYS)
+    invoiced_status: StatusRef | None = None
+
+    @field_validator("tax")
+    @classmethod
+    def _tax_rate(cls, tax: str) -> str:
+        if tax in ("zw", "np") or (tax.isdigit() and 0 <= int(tax) <= 100):
+            return tax
+        raise ValueError(f"tax must be a VAT rate in percent (e.g. '23', '8', '0') or 'zw' / 'np', got {tax!r}")
+
+
+class FakturowniaUser(_Strict):
+    """One Fakturownia user (Fakturownia documents no user API, so they are listed in the config)."""
+
+    id: RecordId
+    login: str = Field(min_length=1, max_length=255)
+    email: str = Field(min_length=3, max_length=255)
+
+
 # The keys that decide how a record comes out (which invoices get deals, and what a deal shows): the
 # fingerprint covers exactly these, so a change of any of them retries quarantined records. Every other key
 # is in NON_DECISIVE_KEYS (throughput, sweep timing, client merge policy); a test keeps the two complete.
-DECISIVE_KEYS = frozenset({"invoice_kinds", "department_map", "no_department", "deal_amount", "anonymous_buyers"})
+DECISIVE_KEYS = frozenset(
+    {
+        "invoice_kinds", "department_map", "no_department", "deal_amount", "anonymous_buyers",
+        "deal_invoicing", "fakturownia_users",
+    }
+)  # fmt: skip
 NON_DECISIVE_KEYS = frozenset(
     {"conflict_policy", "lookback_minutes", "quarantine_retry_minutes", "requests_per_minute", "crm_write_concurrency"}
 )
@@ -99,6 +138,8 @@ class SyncConfig(_Strict):
     requests_per_minute: ApiBudgets = Field(default_factory=ApiBudgets)
     crm_write_concurrency: int = Field(default=4, ge=1, le=MAX_CRM_WRITE_CONCURRENCY)
     anonymous_buyers: AnonymousBuyers = Field(default_factory=AnonymousBuyers)
+    deal_invoicing: DealInvoicing = Field(default_factory=DealInvoicing)
+    fakturownia_users: list[FakturowniaUser] = Field(default_factory=list, max_length=10_000)
 
     @field_validator("invoice_kinds")
     @classmethod
@@ -117,6 +158,15 @@ class SyncConfig(_Strict):
             if repeated:
                 raise ValueError(f"{side} {repeated} is mapped more than once; the map must be one-to-one")
         return pairs
+
+    @field_validator("fakturownia_users")
+    @classmethod
+    def _unique_users(cls, users: list[FakturowniaUser]) -> list[FakturowniaUser]:
+        ids = [user.id for user in users]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"user id {repeated} is listed more than once")
+        return users
 
     def fingerprint(self) -> str:
         """A short hash of the settings that decide a record's outcome (`DECISIVE_KEYS`, not throughput knobs);

@@ -46,6 +46,7 @@ def build_deal(
     crm_department_id: int | None,
     amount: Literal["gross", "net"],
     invoice_url: str,
+    responsible_id: int | None = None,
 ) -> dict[str, Any]:
     price = invoice.price_gross if amount == "gross" else invoice.price_net
     description = (
@@ -63,6 +64,8 @@ def build_deal(
     }
     if crm_department_id is not None:
         deal["department_id"] = crm_department_id
+    if responsible_id is not None:  # the CRM user paired with the invoice's issuer (users.py); else none
+        deal["responsible_id"] = responsible_id
     return deal
 
 

@@ -132,6 +132,16 @@ class FakturowniaClient:
     def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         return self.transport.request("PUT", f"/clients/{int(client_id)}.json", body={"client": fields}, expect=RECORD)
 
+    def create_invoice(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.transport.request("POST", "/invoices.json", body={"invoice": fields}, expect=RECORD)
+
+    def invoices_by_oid(self, oid: str) -> list[dict[str, Any]]:
+        """Sales invoices whose `oid` (external order number) is `oid`, of any date (`period=all`)."""
+        found = self.transport.request(
+            "GET", "/invoices.json", params={"oid": oid, "period": "all", "page": 1, "per_page": PER_PAGE}, expect=LIST
+        )
+        return [invoice for invoice in found or [] if str(invoice.get("oid") or "") == str(oid)]
+
     def departments(self) -> list[dict[str, Any]]:
         return self.transport.request("GET", "/departments.json", expect=LIST)
 

@@ -47,6 +47,7 @@ from typing import Any
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_mapping import build_deal, payload_hash
 from fakturownia_sync.deal_writer import RECOVERY_ROUNDS, DealWriter
+from fakturownia_sync.deals_to_invoices import link_invoice_made_from_deal
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
     ApiAuthError,
@@ -65,6 +66,7 @@ from fakturownia_sync.run_summary import RunSummary
 from fakturownia_sync.state import QuarantineEntry, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.sweep import Sweep, advanced_cursor
+from fakturownia_sync.users import ResponsibleUsers
 
 log = logging.getLogger(__name__)
 
@@ -310,16 +312,24 @@ class InvoicesToDeals:
             summary.add_to("skipped_by_kind", invoice.kind)
             return True
         link = self.store.deal_link(invoice.id)
+        if link is None and link_invoice_made_from_deal(self.store, invoice):
+            link = self.store.deal_link(invoice.id)  # made from a CRM deal: that deal is its deal
         if invoice.cancelled and link is None:
             summary.add("skipped_cancelled")
             return True
         crm_department_id = self.departments.to_crm(invoice.department_id, f"invoice {invoice.id}")
+        # The pairing of users is read once per run, on first use (set up here, so the run loop is untouched).
+        responsible = self.__dict__.setdefault("responsible", ResponsibleUsers(self.crm, self.config.fakturownia_users))
+        responsible_id = responsible.crm_user_for(invoice.raw.get("user_id"))
+        if link is None:
+            summary.add("deals_with_responsible" if responsible_id is not None else "deals_without_responsible")
         deal = build_deal(
             invoice,
             crm_client_id=self.clients.crm_client_for(invoice),
             crm_department_id=crm_department_id,
             amount=self.config.deal_amount,
             invoice_url=self.fakturownia.invoice_url(invoice.id),
+            responsible_id=responsible_id,
         )
         return self.deals.write(invoice, link, deal, payload_hash(deal))
 

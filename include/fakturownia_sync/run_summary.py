@@ -28,6 +28,8 @@ class RunSummary:
     clients_created: int = 0
     deals_for_anonymous_buyers: int = 0  # buyers with no card, tax id or e-mail, by `anonymous_buyers`
     tax_id_warnings: int = 0  # a buyer's tax id that is no tax id (junk, failed checksum): used as none
+    deals_with_responsible: int = 0  # new deals given the CRM user paired with the invoice's issuer
+    deals_without_responsible: int = 0  # new deals whose invoice's issuer has no paired CRM user
     skipped_cost: int = 0
     skipped_cancelled: int = 0
     skipped_by_kind: Counter = field(default_factory=Counter)

@@ -90,6 +90,15 @@ class SugesterClient:
     def update_deal(self, deal_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         return self.transport.request("PUT", f"/app/deals/{int(deal_id)}.json", body={"deal": fields}, expect=RECORD)
 
+    def deal_statuses(self) -> list[dict[str, Any]]:
+        """The CRM's deal statuses (pipeline stages), `[{id, name, code, kind}]`; names are unique per kind."""
+        return self.transport.request("GET", "/app/statuses.json", params={"kind": "deal"}, expect=LIST)
+
+    def team_users(self) -> list[dict[str, Any]]:
+        """The account's users (`GET /app/users/team.json`): documented only as XML, so callers must be
+        ready for a 404 or an answer that is not a list (see `users.crm_users`)."""
+        return self.transport.request("GET", "/app/users/team.json")
+
     def departments(self) -> list[dict[str, Any]]:
         return self.transport.request("GET", "/app/departments.json", expect=LIST)
 

@@ -57,6 +57,36 @@ class DealLinksStore(StoreEngine):
     def deal_link(self, invoice_id: int) -> DealLink | None:
         return self.deal_links([invoice_id]).get(int(invoice_id))
 
+    def deal_link_by_deal(self, deal_id: int) -> DealLink | None:
+        """The invoice linked to a CRM deal (either direction made it), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(invoice_deals).where(invoice_deals.c.deal_id == int(deal_id))).first()
+        return _deal_link(row) if row else None
+
+    def link_invoice_made_from_deal(self, invoice_id: int, deal_id: int, invoice_updated_at: datetime | None) -> bool:
+        """Link an invoice created for a CRM deal to that deal (`crm_deals_to_invoices`), so the invoices →
+        deals sync updates the deal instead of creating a second one. The payload hash is left empty: that
+        sync's next run writes the invoice's view onto the deal once. False when the invoice or the deal is
+        linked to something else already."""
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(invoice_deals).values(
+                        invoice_id=int(invoice_id),
+                        deal_id=int(deal_id),
+                        state="linked",
+                        payload_hash=None,
+                        invoice_updated_at=invoice_updated_at,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            return True
+        except IntegrityError:
+            link = self.deal_link(invoice_id)
+            return link is not None and link.deal_id == int(deal_id)
+
     def pending_deal_links(self) -> list[DealLink]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(invoice_deals).where(invoice_deals.c.state == "pending"))
