@@ -18,6 +18,11 @@ included. Otherwise nothing is written for the free records involved; they go to
 records already linked elsewhere) or `duplicate_in_fakturownia` / `duplicate_in_crm` (the same key twice in
 one system and not at all in the other). Name similarity never matches anything (see `client_suggestions`).
 
+An e-mail held by records with two or more different valid NIPs is a shared address (an accountant's, a
+group's): ambiguity on it never holds a record that has a valid NIP of its own. Such a record stays free (it
+is created on the other side) and the resemblance is returned as a `possible_duplicate` note; records on
+that address without a NIP stay under review, since nothing says which company they are.
+
 Candidate pairs come from joins on the keys (blocking), never from all pairs. A key shared by more than
 `MAX_BLOCK_PAIRS` pairs is not expanded: its free records go to review as ambiguous.
 """
@@ -25,7 +30,7 @@ Candidate pairs come from joins on the keys (blocking), never from all pairs. A 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +53,7 @@ class BulkMatch:
     review: pd.DataFrame  # side, id, reason, candidates (tuple of ids; of the other side unless a duplicate)
     unmatched_fakturownia: np.ndarray
     unmatched_crm: np.ndarray
+    notes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["side", "id", "reason", "candidates"]))
 
     def review_reasons(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.review["reason"].value_counts().sort_index().items()}
@@ -255,6 +261,8 @@ def match_client_bases(
         _same_side_duplicates(f, c, key, distinct_tax=evidence == "email")
         _same_side_duplicates(c, f, key, distinct_tax=evidence == "email")
 
+    notes = [_release_shared_address_holders(side, f, c) for side in (f, c)]
+
     columns = {"fakturownia_id": np.int64, "crm_id": np.int64, "evidence": object}
     found = pd.concat(matches, ignore_index=True) if matches else pd.DataFrame(columns=list(columns))
     reviews = f.reviews + c.reviews
@@ -268,4 +276,26 @@ def match_client_bases(
         review=review,
         unmatched_fakturownia=f.status.index[f.status.to_numpy() == FREE].to_numpy(),
         unmatched_crm=c.status.index[c.status.to_numpy() == FREE].to_numpy(),
+        notes=pd.concat(notes, ignore_index=True),
     )
+
+
+def _release_shared_address_holders(side: _Side, f: _Side, c: _Side) -> pd.DataFrame:
+    """Free the records with a valid NIP held as `ambiguous_email` on a shared address; return them as notes."""
+    columns = ["side", "id", "reason", "candidates"]
+    reviews = pd.concat(side.reviews, ignore_index=True) if side.reviews else pd.DataFrame(columns=columns)
+    held = reviews[reviews["reason"].eq("ambiguous_email")]
+    held = held[side.tax.reindex(held["id"]).notna().to_numpy()]
+    if held.empty:
+        return pd.DataFrame(columns=columns)
+    holders = pd.concat(
+        [pd.DataFrame({"email": s.email.to_numpy(), "tax": s.tax.to_numpy()}) for s in (f, c)], ignore_index=True
+    ).dropna()
+    distinct = holders.groupby("email")["tax"].nunique()
+    shared = set(distinct.index[distinct.to_numpy() >= 2])
+    freed = held[side.email.reindex(held["id"]).isin(shared).to_numpy()]
+    if freed.empty:
+        return pd.DataFrame(columns=columns)
+    side.status.loc[freed["id"].to_numpy()] = FREE
+    side.reviews = [reviews[~reviews.index.isin(freed.index)]]
+    return freed.assign(reason="possible_duplicate").reset_index(drop=True)

@@ -5,6 +5,12 @@ unmatched CRM client becomes a Fakturownia client carrying `external_id` = the C
 in the state DB (`fakturownia:<id>`, the key the invoices sync uses too, and `crm:<id>`). A create whose
 answer was lost is counted as unconfirmed: the next run finds the record by its external id (the CRM is
 read whole; Fakturownia is asked by `external_id`) before anything is created again.
+
+What is created and what is held follows DESIGN.md "Client decisions" (`client_decisions`): an invalid or
+junk tax id is no tax id (the record is created, and an `invalid_tax_id` note says what to fix); a look-alike
+(same normalised name at the same post code) that strong keys tell apart (different valid NIPs, different
+e-mails) never holds a record back: it is created and a `possible_duplicate` note names the look-alike. A
+record is held only when it closely resembles one that nothing tells it apart from.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from fakturownia_sync.client_bases import (
     places,
     trim,
 )
+from fakturownia_sync.client_decisions import holds_back
 from fakturownia_sync.client_fields import client_view, crm_client_fields, fakturownia_client_fields
-from fakturownia_sync.client_keys import tax_key
+from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.client_lookup import fakturownia_clients_by_external_id
 from fakturownia_sync.client_merge import CRM, FAKTUROWNIA, snapshot_of
 from fakturownia_sync.client_review_builder import ReviewBuilder, review_message
@@ -37,6 +44,7 @@ from fakturownia_sync.records import Party
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.state import ClientLink, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
+from fakturownia_sync.tax_numbers import check_tax_number
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +86,58 @@ class ClientCreation:
         for c_id in unmatched_c:
             if self._creatable(CRM, c_id, lookalikes_c.get(c_id, [])):
                 self._guarded(CRM, c_id, self._create_in_fakturownia)
+        self._note_resemblances()
+        self._note_invalid_tax_ids()
         self.review.suggest()
+
+    def _note_resemblances(self) -> None:
+        """A `possible_duplicate` note on every pair the sync created whose Fakturownia client resembles another
+        CRM client: the same name at the same place, or an e-mail shared with companies of other NIPs. Made
+        from the links every run, so the note stays until a person acts on it; it never holds anything."""
+        created = [
+            (link.fakturownia_client_id, link.crm_client_id)
+            for link in self.bases.links.values()
+            if link.evidence == "created"
+        ]
+        created = [(f, c) for f, c in created if f in self.bases.fakturownia]
+        if not created:
+            return
+        f_all, c_all = places(self.bases.fakturownia), places(self.bases.crm)
+        found = similar_names(f_all[f_all["id"].isin([f for f, _ in created])], c_all, min_score=LOOKALIKE_SCORE)
+        by_email: dict[str, set[int]] = {}
+        taxes: dict[str, set[str]] = {}
+        for records, is_crm in ((self.bases.fakturownia, False), (self.bases.crm, True)):
+            for record_id, record in records.items():
+                mail = email_key(record.get("email"))
+                if mail is None:
+                    continue
+                if is_crm:
+                    by_email.setdefault(mail, set()).add(record_id)
+                tax = tax_key(record.get("tax_no"))
+                if tax is not None:
+                    taxes.setdefault(mail, set()).add(tax)
+        for f_id, c_id in created:
+            mail = email_key(self.bases.fakturownia[f_id].get("email"))
+            shared = sorted(by_email.get(mail, set()) - {c_id}) if mail and len(taxes.get(mail, ())) >= 2 else []
+            close = [(other, score) for other, score in found.get(f_id, []) if other != c_id]
+            suggestions = [{"side": CRM, "id": o, "score": score, **brief(self.bases.crm.get(o))} for o, score in close]
+            suggestions += [{"side": CRM, "id": o, "evidence": "email", **brief(self.bases.crm.get(o))} for o in shared]
+            if suggestions:
+                message = (
+                    f"note: Fakturownia client {f_id} and CRM client {c_id} were created as a new client, though it "
+                    "resembles another CRM client (the same name and place, or a shared e-mail) that a different "
+                    "NIP or e-mail tells apart; merge them by hand if they are one"
+                )
+                self.review.add(FAKTUROWNIA, f_id, "possible_duplicate", message, self.bases.crm.get(c_id), suggestions)
+
+    def _note_invalid_tax_ids(self) -> None:
+        """A data-quality note for every record whose tax id is no tax id; it never holds anything."""
+        for side, records in ((FAKTUROWNIA, self.bases.fakturownia), (CRM, self.bases.crm)):
+            for record_id, record in records.items():
+                checked = check_tax_number(str(record.get("tax_no") or ""))
+                if checked.warning:
+                    message = f"note: tax id {checked.raw!r} is not a valid tax id, so it is used as none; fix it"
+                    self.review.add(side, record_id, "invalid_tax_id", message)
 
     def _lookalikes(
         self, unmatched_f: list[int], unmatched_c: list[int]
@@ -97,10 +156,6 @@ class ClientCreation:
         if not (party.name or party.last_name or party.first_name):
             self.review.add(side, record_id, "no_name", "no name, first or last name: the other side refuses it")
             return False
-        if party.tax_no and tax_key(party.tax_no) is None:
-            message = f"NIP {party.tax_no!r} fails its checksum; fix it before the client is copied"
-            self.review.add(side, record_id, "invalid_nip", message)
-            return False
         try:
             department = optional_int(record.get("department_id"))
             (self.departments.to_crm if side == FAKTUROWNIA else self.departments.to_fakturownia)(department)
@@ -108,11 +163,14 @@ class ClientCreation:
             self.review.add(side, record_id, exc.reason, exc.message)
             return False
         close = [(other, score) for other, score in lookalikes if score >= LOOKALIKE_SCORE]
-        if close:
+        if close and holds_back(record, [others.get(other) or {} for other, _score in close]):
             suggestions = [
                 {"side": other_side, "id": other, "score": score, **brief(others.get(other))} for other, score in close
             ]
-            message = "no NIP, e-mail or id matches, but a client with a very similar name at the same place exists"
+            message = (
+                "no NIP, e-mail or id matches, but a client with a very similar name at the same place exists "
+                "and no NIP or e-mail tells the two apart"
+            )
             self.review.add(side, record_id, "possible_duplicate", message, others.get(close[0][0]), suggestions)
             return False
         return True
