@@ -8,8 +8,12 @@ window by window and a failed window is retried alone.
 - **Finished windows are recorded** in the state DB; triggering again skips them unless `reprocess` is set.
 - **Safe next to the scheduled DAGs**: the same claims and external ids as `fakturownia_invoices_to_deals`,
   so running both at once duplicates nothing.
-- **`dry_run`** reads everything and writes nothing (neither to the APIs nor to the state DB); the totals
-  say how many deals and clients would be created.
+- **Costs about one sweep**: both client bases are read once per run (by the `clients` step, or once
+  before the windows) and kept in the state DB, where every window finds them; windows are planned only
+  from the first to the last invoice of the range (two calls ask for their issue dates).
+- **`dry_run`** reads everything and writes nothing (neither to the APIs nor to the state DB): the client
+  sync and every window run in the one task `dry_run_backfill`, the real code against a scratch copy of
+  the state with writes answered locally, so its counts are exactly what the real run then does.
 - **Throughput**: each window writes to the CRM with `crm_write_concurrency` threads inside the
   `requests_per_minute` budget of `fakturownia_sync_config`; windows run in the `sugester_api` pool, whose
   slots bound how many processes call the CRM at once across all workers.
@@ -101,13 +105,20 @@ def fakturownia_backfill() -> None:
     def backfill_window(window: dict) -> dict:
         return backfill_tasks.backfill_invoice_window(window)
 
-    @task(trigger_rule="none_failed")
-    def report(summaries: list[dict]) -> dict:
-        return backfill_tasks.report_backfill(summaries)
+    @task(pool="fakturownia_api", execution_timeout=timedelta(hours=6))
+    def dry_run_backfill() -> dict:
+        return backfill_tasks.dry_run_backfill()
 
+    @task(trigger_rule="none_failed")
+    def report(summaries: list[dict], dry: dict | None) -> dict:
+        return backfill_tasks.report_backfill(summaries, dry)
+
+    setup = check_setup()
     windows = plan_windows()
-    check_setup() >> sync_all_clients() >> windows
-    report(backfill_window.expand(window=windows))
+    dry = dry_run_backfill()
+    setup >> sync_all_clients() >> windows
+    setup >> dry
+    report(backfill_window.expand(window=windows), dry)
 
 
 fakturownia_backfill()

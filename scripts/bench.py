@@ -5,6 +5,8 @@ Scenarios (each measured in a fresh process, so peak RSS belongs to that scenari
   b  the same engine over 200,000 invoices with a higher limit, for memory
   c  an incremental run with nothing changed
   d  an incremental run with 1% of the invoices changed
+  e  a dry-run backfill by month over ~5,000 invoices issued 2000-2026: calls next to the floor (the invoice
+     pages of one full sweep + one pass over each side's client list + one call per non-empty window)
 
 "Minimum calls" is what any correct sync must send: one list read per 100 invoices and per 100 client
 cards, one CRM client scan, one write per deal and per client created. The rate-limit floor is the
@@ -57,6 +59,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "sandbox": {"invoices": 10_000, "clients": 1_000, "crm_clients": 300, "latency_ms": 150, "rpm": 1000},
         "rpm": 1000,
         "concurrency": 8,
+    },
+    "e": {
+        "title": "backfill calls, monthly windows 2000-2026 (dry run)",
+        "sandbox": {"invoices": 5_000, "clients": 1_000, "crm_clients": 300, "latency_ms": 0, "rpm": 0},
+        "rpm": 0,
+        "concurrency": 4,
+        "range": ("2000-01-01", "2026-12-31"),
+        "issued": ("2000-03-10", "2026-02-20"),  # spread over these days, in id order
     },
 }
 
@@ -209,6 +219,120 @@ def measure(name: str, repeat: int, scale: float = 1.0) -> dict[str, Any]:
     return {"scenario": name, "title": scenario["title"], "median": median, "runs": runs}
 
 
+def spread_history(path: Path, seed: int, sizes: dict[str, int], first: str, last: str) -> Path:
+    """A sandbox state file whose invoices are issued evenly from `first` to `last`, in id order."""
+    from datetime import timedelta
+
+    from sandbox.process import SandboxProcess
+
+    with SandboxProcess(seed=seed, state_file=path, **sizes) as sandbox:
+        sandbox.save()
+    document = json.loads(path.read_text(encoding="utf-8"))
+    invoices = sorted(document["fakturownia"]["invoices"], key=lambda invoice: invoice["id"])
+    start, span = date.fromisoformat(first), (date.fromisoformat(last) - date.fromisoformat(first)).days
+    for number, invoice in enumerate(invoices):
+        day = (start + timedelta(days=span * number // max(1, len(invoices) - 1))).isoformat()
+        invoice["issue_date"] = day
+        if "sell_date" in invoice:
+            invoice["sell_date"] = day
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def backfill_floor(sandbox, date_from: str, date_to: str, kinds: tuple[str, ...]) -> dict[str, int]:
+    """The calls any backfill of the range must make: the invoice pages of one full sweep, one pass over
+    each side's client list, one call per non-empty (monthly) window."""
+    fakturownia, crm = sandbox.dump("fakturownia"), sandbox.dump("sugester")
+    issued = [
+        invoice["issue_date"]
+        for invoice in fakturownia["invoices"]
+        if invoice.get("income") is not False
+        and invoice.get("kind") in kinds
+        and isinstance(invoice.get("issue_date"), str)
+        and date_from <= invoice["issue_date"] <= date_to
+    ]
+    return {
+        "invoice_pages": math.ceil(len(issued) / 100),
+        "fakturownia_client_pages": math.ceil(len(fakturownia["clients"]) / 100),
+        "crm_client_pages": math.ceil(len(crm["clients"]) / 100),
+        "non_empty_windows": len({day[:7] for day in issued}),
+    }
+
+
+def backfill_calls(sandbox, state_url: str, date_from: str, date_to: str, concurrency: int = 4) -> dict[str, Any]:
+    """A monthly dry-run backfill, then the real one: the calls of each next to the floor, and both totals."""
+    from fakturownia_sync.backfill import BackfillRequest
+    from fakturownia_sync.backfill_run import BackfillRun, backfill_totals, dry_run
+    from fakturownia_sync.config import load_config
+    from fakturownia_sync.connections import SyncEndpoints, connect
+    from sandbox.demo_config import DEMO_CONFIG
+
+    config = load_config({**DEMO_CONFIG, "crm_write_concurrency": concurrency})
+    params = {"date_from": date_from, "date_to": date_to, "window": "month"}
+    endpoints = SyncEndpoints.from_mapping({**SyncEndpoints.of(sandbox).as_mapping(), "state_url": state_url})
+
+    def requests_made() -> dict[str, int]:
+        stats = {api: sandbox.stats(api) for api in ("fakturownia", "sugester")}
+        reads = {api: stats[api]["requests"] - sum(stats[api]["writes"].values()) for api in stats}
+        return {"reads": sum(reads.values()), "writes": sum(sum(s["writes"].values()) for s in stats.values())}
+
+    result: dict[str, Any] = {}
+    for mode in ("dry", "real"):
+        request = BackfillRequest.from_params({**params, "dry_run": mode == "dry"}, config, date.fromisoformat(date_to))
+        sandbox.reset_stats()
+        with connect(endpoints) as connections:
+            fakturownia, crm, store = connections.fakturownia, connections.crm, connections.store
+            if mode == "dry":
+                planned = dry_run(fakturownia, crm, store, config, request, owner="bench/dry")
+                totals = backfill_totals(planned["clients"], planned["windows"])
+            else:
+                run = BackfillRun(fakturownia, crm, store, config, request)
+                clients = run.sync_clients("bench/clients")
+                windows, _skipped = run.plan()
+                summaries = [run.run_window(window, f"bench/{window['date_from']}") for window in windows]
+                totals = backfill_totals(clients, summaries)
+        result[mode] = {"calls": requests_made(), "totals": totals}
+    floor = backfill_floor(sandbox, date_from, date_to, tuple(config.invoice_kinds))
+    result["floor"] = {**floor, "total": sum(floor.values())}
+    result["ratio"] = round(result["dry"]["calls"]["reads"] / result["floor"]["total"], 3)
+    result["real_reads_ratio"] = round(result["real"]["calls"]["reads"] / result["floor"]["total"], 3)
+    counts = [{k: v for k, v in result[mode]["totals"].items() if k != "client_review"} for mode in ("dry", "real")]
+    result["dry_equals_real"] = counts[0] == counts[1]
+    return result
+
+
+def measure_backfill_calls(name: str, scale: float) -> dict[str, Any]:
+    scenario = SCENARIOS[name]
+    sizes = {
+        key: max(1, int(value * scale))
+        for key, value in scenario["sandbox"].items()
+        if key in ("invoices", "clients", "crm_clients")
+    }
+    from sandbox.process import SandboxProcess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = spread_history(Path(tmp) / "sandbox.json", 42, sizes, *scenario["issued"])
+        with SandboxProcess(seed=42, state_file=state, **sizes) as sandbox:
+            result = backfill_calls(sandbox, f"sqlite:///{tmp}/state.db", *scenario["range"], scenario["concurrency"])
+    return {"scenario": name, "title": scenario["title"], "backfill_calls": result}
+
+
+def render_backfill_calls(result: dict[str, Any]) -> str:
+    calls = result["backfill_calls"]
+    floor = calls["floor"]
+    parts = " + ".join(f"{floor[k]} {k.replace('_', ' ')}" for k in floor if k != "total")
+    return "\n".join(
+        [
+            f"{result['scenario']} {result['title']}",
+            f"  floor          {floor['total']:>6}  ({parts})",
+            f"  dry run calls  {calls['dry']['calls']['reads']:>6}  {calls['ratio']:.2f}x the floor (target <= 1.20x)",
+            f"  real run reads {calls['real']['calls']['reads']:>6}  {calls['real_reads_ratio']:.2f}x the floor, "
+            f"plus {calls['real']['calls']['writes']} writes",
+            f"  dry run predicted the real run's counts exactly: {'yes' if calls['dry_equals_real'] else 'NO'}",
+        ]
+    )
+
+
 def _touch_invoices(sandbox, share: float) -> None:
     """Edit `share` of the sales invoices through the API, as users would."""
     import requests
@@ -252,21 +376,27 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
-    results = []
+    results, backfill_results = [], []
     for name in args.scenarios:
         print(f"measuring {name}: {SCENARIOS[name]['title']} ({args.repeat} run(s)) ...", flush=True)
-        results.append(measure(name, args.repeat, args.scale))
+        if name == "e":  # call counts, not time: one run says it all
+            backfill_results.append(measure_backfill_calls(name, args.scale))
+        else:
+            results.append(measure(name, args.repeat, args.scale))
     report = {
         "machine": machine(),
         "date": date.today().isoformat(),
         "repeat": args.repeat,
         "scale": args.scale,
-        "results": results,
+        "results": results + backfill_results,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"\nMachine: {report['machine']}\n")
-    print(render(results))
+    if results:
+        print(render(results))
+    for result in backfill_results:
+        print("\n" + render_backfill_calls(result))
     print(f"\nF = Fakturownia, S = Sugester; medians of {args.repeat} run(s). JSON: {args.json}")
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 from typing import Any
 
 from fakturownia_sync.config import INVOICE_KINDS, SyncConfig
 from fakturownia_sync.errors import ConfigError, SyncError
+from fakturownia_sync.fakturownia_client import PER_PAGE as FAKTUROWNIA_PER_PAGE
+from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.state import StateStore
-from fakturownia_sync.windows import WINDOW_SIZES, WindowSize, count_windows, split_windows
+from fakturownia_sync.windows import WINDOW_SIZES, WindowSize, count_windows, split_windows, window_containing
 
 ENTITIES = ("clients", "invoices")
 MAX_WINDOWS = 1024  # Airflow's default [core] max_map_length; the task passes the configured one
@@ -89,23 +92,70 @@ class BackfillRequest:
         )
 
 
+def _issue_dates(page: list[dict[str, Any]]) -> list[date]:
+    found = []
+    for raw in page:
+        try:
+            found.append(date.fromisoformat(str(raw.get("issue_date"))))
+        except ValueError:
+            continue  # a malformed date is in no window either
+    return found
+
+
+def issue_date_bounds(fakturownia: FakturowniaClient, request: BackfillRequest) -> tuple[date, date] | None:
+    """The first and last issue date of the selected invoices in the requested range (two calls), or None
+    when there are none; where the answer cannot be trusted, that side stays the range's own bound.
+
+    The docs list `order=issue_date` but say nothing of the `.desc` suffix. So an answer counts only if its
+    page came back in the order asked for (issue dates never going the wrong way, and either the whole
+    list or a page spanning more than one date, so an ignored order cannot pass as one); otherwise the
+    backfill plans windows up to the range's end, as it did before it asked."""
+    first_day, last_day = request.date_from.isoformat(), request.date_to.isoformat()
+    kinds = list(request.invoice_kinds)
+    oldest = fakturownia.first_invoice_page_by_issue_date(first_day, last_day, kinds, newest=False)
+    if not oldest:
+        return None  # the documented date and kind filters found nothing to bring across
+    newest = fakturownia.first_invoice_page_by_issue_date(first_day, last_day, kinds, newest=True)
+    up, down = _issue_dates(oldest), _issue_dates(newest)
+
+    def trusted(dates: list[date], page: list[dict[str, Any]], ascending: bool) -> bool:
+        ordered = all((a <= b) if ascending else (a >= b) for a, b in pairwise(dates))
+        complete = len(page) < FAKTUROWNIA_PER_PAGE
+        return bool(dates) and ordered and (complete or dates[0] != dates[-1])
+
+    low = up[0] if trusted(up, oldest, True) else request.date_from
+    high = down[0] if trusted(down, newest, False) else request.date_to
+    low, high = max(low, request.date_from), min(high, request.date_to)
+    return (low, high) if low <= high else (request.date_from, request.date_to)
+
+
 def plan_invoice_windows(
-    request: BackfillRequest, store: StateStore, max_windows: int = MAX_WINDOWS
+    request: BackfillRequest,
+    store: StateStore,
+    max_windows: int = MAX_WINDOWS,
+    *,
+    issued: tuple[date, date] | bool | None = True,
 ) -> tuple[list[dict[str, str]], int]:
     """The windows still to do (as Airflow-mappable dicts) and how many were skipped as already finished.
 
-    `max_windows` is Airflow's `[core] max_map_length`; a range that splits into more windows is refused by
-    its count, before any window is built."""
-    if "invoices" not in request.entities:
+    `issued` is what `issue_date_bounds` found: windows are planned only from the one holding the first
+    invoice to the one holding the last (None: no invoice, no window; True: not asked, the whole range).
+    Windows stay calendar-aligned and clipped to the range. `max_windows` is Airflow's
+    `[core] max_map_length`; a range that splits into more windows is refused by its count, before any
+    window is built."""
+    if "invoices" not in request.entities or issued is None:
         return [], 0
-    count = count_windows(request.date_from, request.date_to, request.window)
+    first, last = (request.date_from, request.date_to) if issued is True else issued  # type: ignore[misc]
+    first = max(window_containing(first, request.window)[0], request.date_from)
+    last = min(window_containing(last, request.window)[1], request.date_to)
+    count = count_windows(first, last, request.window)
     if count > max_windows:
         raise ConfigError(
             f"Param 'window': {request.date_from}..{request.date_to} splits into {count} windows of one "
             f"{request.window} each, over Airflow's limit of {max_windows} mapped tasks; choose a longer "
             "'window' or a shorter date range"
         )
-    windows = split_windows(request.date_from, request.date_to, request.window)
+    windows = split_windows(first, last, request.window)
     done = set() if request.reprocess else store.finished_windows("invoices", request.scope)
     todo = [
         {"date_from": first.isoformat(), "date_to": last.isoformat()}

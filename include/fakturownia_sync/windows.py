@@ -63,3 +63,19 @@ def split_windows(date_from: date, date_to: date, size: WindowSize = "month") ->
         windows.append((start, end))
         start = end + timedelta(days=1)
     return windows
+
+
+def window_containing(day: date, size: WindowSize = "month") -> tuple[date, date]:
+    """The calendar window (unclipped) that `day` falls in: a backfill trimmed to the first and last invoice
+    still plans the same aligned windows as one over the whole range, so the ledger of finished ones holds."""
+    _check(day, day, size)
+    if size == "day":
+        start = day
+    elif size == "week":
+        start = day - timedelta(days=day.weekday())
+    elif size == "year":
+        start = date(day.year, 1, 1)
+    else:
+        month = day.month if size == "month" else (day.month - 1) // 3 * 3 + 1
+        start = date(day.year, month, 1)
+    return start, _next_start(start, size) - timedelta(days=1)
