@@ -1,0 +1,68 @@
+"""Buyers with no client card, no tax id and no e-mail (receipts, walk-in customers) against the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from fakturownia_sync.state import StateStore
+from sandbox.process import SandboxProcess
+from tests.sync_harness import deals_by_invoice, demo_config, make_sync
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxProcess]:
+    with SandboxProcess(seed=5, clients=10, invoices=0, crm_clients=5) as running:
+        yield running
+
+
+def receipt(sandbox: SandboxProcess, buyer_name: str, street: str = "ul. Długa 5", tax_no: str = "") -> int:
+    invoice = {
+        "kind": "receipt", "issue_date": "2025-03-01", "sell_date": "2025-03-01", "buyer_name": buyer_name,
+        "buyer_street": street, "buyer_post_code": "00-950", "buyer_city": "Warszawa", "buyer_tax_no": tax_no,
+        "positions": [{"name": "Usługa", "quantity": 1, "total_price_gross": "123.00", "tax": 23}],
+    }  # fmt: skip
+    response = requests.post(
+        f"{sandbox.fakturownia_url}/invoices.json",
+        json={"api_token": sandbox.fakturownia_token, "invoice": invoice},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return int(response.json()["id"])
+
+
+def test_per_buyer_makes_one_client_per_buyer_and_name_and_counts_them(sandbox, store: StateStore) -> None:
+    first, again = receipt(sandbox, "Jan Kowalski"), receipt(sandbox, "JAN  KOWALSKI", "ul. dluga 5")
+    other, junk_nip = receipt(sandbox, "Anna Nowak"), receipt(sandbox, "Ewa Lis", tax_no="0000000000")
+    # (a buyer with no name at all goes to the one walk-in client: the seeded blank buyers of test_invoices_to_deals)
+    summary = make_sync(sandbox, store).run()
+    deals = deals_by_invoice(sandbox)
+    client_of = {invoice: deals[invoice][0]["client_id"] for invoice in (first, again, other, junk_nip)}
+    assert client_of[first] == client_of[again]
+    assert len({client_of[first], client_of[other], client_of[junk_nip]}) == 3
+    crm = {c["id"]: c for c in sandbox.dump("sugester")["clients"]}
+    assert "Created from document" in crm[client_of[first]]["note"]
+    assert summary["deals_for_anonymous_buyers"] == 4 and summary["quarantined_by_reason"] == {}
+    assert summary["tax_id_warnings"] == 1
+
+    again_summary = make_sync(sandbox, store, owner="tests/run-2").run()  # a later run creates none again
+    assert again_summary["clients_created"] == 0
+
+
+def test_catch_all_puts_every_anonymous_buyer_on_the_configured_client(sandbox, store: StateStore) -> None:
+    crm_client = sandbox.dump("sugester")["clients"][0]["id"]
+    invoices = [receipt(sandbox, "Jan Kowalski"), receipt(sandbox, "Anna Nowak")]
+    config = demo_config(anonymous_buyers={"policy": "catch_all", "crm_client_id": crm_client})
+    summary = make_sync(sandbox, store, config).run()
+    deals = deals_by_invoice(sandbox)
+    assert {deals[i][0]["client_id"] for i in invoices} == {crm_client}
+    assert summary["clients_created"] == 0 and summary["deals_for_anonymous_buyers"] == 2
+
+
+def test_quarantine_policy_holds_anonymous_buyers(sandbox, store: StateStore) -> None:
+    invoice = receipt(sandbox, "Jan Kowalski")
+    summary = make_sync(sandbox, store, demo_config(anonymous_buyers={"policy": "quarantine"})).run()
+    assert summary["quarantined_by_reason"] == {"anonymous_buyer": 1}
+    assert invoice not in deals_by_invoice(sandbox)
