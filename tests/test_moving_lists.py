@@ -89,13 +89,21 @@ def test_invoices_deleted_and_inserted_during_a_backfill_window_lose_no_invoice(
     assert wanted <= set(grouped) | quarantined  # the inserted copies included: ids ascending, read at the end
 
 
+@pytest.fixture
+def many_clients() -> Iterator[SandboxProcess]:
+    """More than a page of clients on both sides, so a deletion on the first page shifts the second."""
+    with SandboxProcess(seed=11, clients=250, invoices=300, crm_clients=150) as running:
+        yield running
+
+
 def test_clients_deleted_and_inserted_during_the_read_of_both_client_lists_are_not_missed(
-    sandbox: SandboxProcess, store: StateStore
+    many_clients: SandboxProcess, store: StateStore
 ) -> None:
+    sandbox = many_clients
     fakturownia_before = set(clients_of(sandbox, "fakturownia"))
     crm_before = set(clients_of(sandbox, "sugester"))
     move_list(sandbox, "fakturownia", "clients", delete=5, insert=3)
-    move_list(sandbox, "sugester", "crm_clients", delete=5, insert=3, after_reads=0)
+    move_list(sandbox, "sugester", "crm_clients", delete=5, insert=3)
 
     summary = make_clients_sync(sandbox, store).run()
 
