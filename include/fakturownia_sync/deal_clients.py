@@ -86,6 +86,12 @@ class DealClients:
             raise RecordError(
                 "deal_client_missing", f"deal {deal.get('id')}: its CRM client {crm_id} no longer exists"
             ) from None
+        claim = self.store.create_claim(FAKTUROWNIA_CLIENT, f"crm:{crm_id}")
+        if claim is not None:  # an earlier attempt created (or began creating) it: never match it anew
+            if claim.created_id is not None:
+                self._link(claim.created_id, crm_id, "created")
+                return claim.created_id
+            return self._create(deal, crm_id, crm_card)
         index = self._bases()
         index.add(crm_card)
         decision = index.decide(CRM, crm_id)

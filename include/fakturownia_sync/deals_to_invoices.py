@@ -304,16 +304,20 @@ class DealsToInvoices:
     def _handle(self, deal: dict[str, Any]) -> bool:
         """True once the deal has its invoice and the write-back is done (or it needs none)."""
         deal_id = int(deal["id"])
-        if external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY):
-            self.summary.add("deals_already_invoiced")  # made from an invoice, or invoiced and written back
-            return True
         key = f"deal:{deal_id}"
+        written = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
         claim = self.store.create_claim(FAKTUROWNIA_INVOICE, key)
-        link = self.store.deal_link_by_deal(deal_id)
-        if link is not None and (claim is None or claim.created_id not in (None, link.invoice_id)):
-            self.summary.add("deals_from_invoices")  # the deal of an invoice: it has its invoice already
-            return True
-        if claim is not None and claim.created_id is not None:
+        if claim is None:
+            if written:
+                self.summary.add("deals_already_invoiced")  # made from an invoice (or invoiced before this DB)
+                return True
+            if self.store.deal_link_by_deal(deal_id) is not None:
+                self.summary.add("deals_from_invoices")  # the deal of an invoice: it has its invoice already
+                return True
+        elif claim.created_id is not None:
+            if written == str(claim.created_id) and self.invoiced_status is None:
+                self.summary.add("deals_already_invoiced")
+                return True
             self._write_back(deal, claim.created_id)  # invoiced earlier; the write-back did not finish
             return True
         check_deal(deal)
