@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.seed import CRM_DEPARTMENT_OF
+from sandbox.seed import CRM_DEPARTMENT_OF, INVOICED_STATUS, INVOICING_STATUS
 
 DEMO_CONFIG: dict[str, Any] = {
     "invoice_kinds": ["vat", "vat_margin", "advance", "final", "receipt"],
@@ -21,4 +21,6 @@ DEMO_CONFIG: dict[str, Any] = {
     "deal_amount": "gross",
     "conflict_policy": "newest_wins",
     "lookback_minutes": 60,
+    # `crm_deals_to_invoices` (off by default in the product): the seed's won deals become invoices and move on.
+    "deal_invoicing": {"enabled": True, "statuses": [INVOICING_STATUS], "invoiced_status": INVOICED_STATUS},
 }

@@ -321,8 +321,6 @@ class InvoicesToDeals:
         # The pairing of users is read once per run, on first use (set up here, so the run loop is untouched).
         responsible = self.__dict__.setdefault("responsible", ResponsibleUsers(self.crm, self.config.fakturownia_users))
         responsible_id = responsible.crm_user_for(invoice.raw.get("user_id"))
-        if link is None:
-            summary.add("deals_with_responsible" if responsible_id is not None else "deals_without_responsible")
         deal = build_deal(
             invoice,
             crm_client_id=self.clients.crm_client_for(invoice),
@@ -331,6 +329,8 @@ class InvoicesToDeals:
             invoice_url=self.fakturownia.invoice_url(invoice.id),
             responsible_id=responsible_id,
         )
+        if link is None:  # a new deal: counted with or without its responsible person
+            summary.add("deals_with_responsible" if responsible_id is not None else "deals_without_responsible")
         return self.deals.write(invoice, link, deal, payload_hash(deal))
 
     def _rehandle(self, invoice_id: int) -> None:
