@@ -30,6 +30,7 @@ from fakturownia_sync.state import StateStore
 from sandbox.demo_config import DEMO_CONFIG
 from sandbox.process import SandboxProcess
 from sandbox.seed import INVOICED_STATUS, INVOICING_STATUS, crm_deal_statuses
+from tests.airflow_harness import FAKTUROWNIA_TOKEN, SUGESTER_TOKEN, connections_env, dags_test
 from tests.sync_harness import clients_for, deals_by_invoice, duplicates, make_sync
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,6 +317,25 @@ def test_bad_deals_are_quarantined_the_rest_invoiced_and_fixed_ones_retried(
     assert fixed["quarantine_resolved"] == 3 and fixed["invoices_created"] == 3
     assert invoices_by_deal(sandbox)[currency][0]["currency"] == "EUR"
     assert {int(e.record_id) for e in sqlite_store.open_quarantine(STREAM)} == {no_client, zero_price}
+
+
+# The DAG ---------------------------------------------------------------------------------------------------
+
+
+def test_dag_invoices_marked_deals_against_the_sandbox(airflow_env: dict[str, str], tmp_path: Path) -> None:
+    tokens = {"fakturownia_token": FAKTUROWNIA_TOKEN, "sugester_token": SUGESTER_TOKEN}
+    with SandboxProcess(**SIZE, **tokens) as sandbox:
+        ids = marked_deals(sandbox, 2)
+        env = {**airflow_env, **connections_env(sandbox, tmp_path / "state.db")}  # the demo config: enabled
+        result = dags_test(env, "crm_deals_to_invoices")
+        grouped = invoices_by_deal(sandbox)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert sorted(grouped) == sorted(ids)
+    assert FAKTUROWNIA_TOKEN not in output and SUGESTER_TOKEN not in output
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    assert store.last_run(STREAM)["summary"]["invoices_created"] == 2
+    store.close()
 
 
 # The worker a test kills -----------------------------------------------------------------------------------
