@@ -1,7 +1,8 @@
 """`make demo` and `make airflow`: the whole product on one machine, against the sandbox.
 
-    python -m scripts.demo           start (or reuse) the sandbox, prepare Airflow, run the client sync and then the
-                                     invoices → deals DAG once each, print their summaries
+    python -m scripts.demo           start (or reuse) the sandbox, prepare Airflow, run the client sync, open a few won
+                                     deals in the CRM, run deals → invoices and invoices → deals once each, print
+                                     their summaries
     python -m scripts.demo prepare   the same without the run (used by `make airflow`)
     python -m scripts.demo stop      stop the sandbox (it saves its data, so the next start continues from it)
 
@@ -26,6 +27,7 @@ import requests
 from fakturownia_sync.connections import open_state_store, state_db_url
 from fakturownia_sync.run_summary import render_summary
 from sandbox.config import SandboxConfig
+from sandbox.seed import invoicing_deals
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -183,11 +185,51 @@ def show_invoices(summary: dict, wall: float) -> None:
     )
 
 
+def open_won_deals() -> int:
+    """Salespeople's won deals in the CRM ("Dodaj fakturę"), posted once: a deal whose name the CRM has is not
+    posted again, so a second demo adds none. Returns how many were added."""
+    info = json.loads(SANDBOX_INFO.read_text())
+    crm = requests.get(f"{info['sugester_url']}/_sandbox/dump", timeout=60).json()
+    team = requests.get(f"{info['sugester_url']}/app/users/team.json", params={"api_token": info["sugester_token"]})
+    crm["users"] = team.json()
+    known = {deal["name"] for deal in crm["deals"]}
+    added = 0
+    for deal in invoicing_deals(crm):
+        if deal["name"] in known:
+            continue
+        body = {"api_token": info["sugester_token"], "deal": deal}
+        requests.post(f"{info['sugester_url']}/app/deals.json", json=body, timeout=30).raise_for_status()
+        added += 1
+    return added
+
+
+def show_deal_invoicing(summary: dict, wall: float, added: int) -> None:
+    print(
+        render_summary(
+            {
+                "won deals opened in the CRM for the demo": added,
+                "deals in the invoicing status": summary["deals_marked"],
+                "invoices created": summary["invoices_created"],
+                "invoices found again (lost answers)": summary["invoices_recovered"],
+                "deals written back (link, status)": summary["deals_written_back"],
+                "deals already invoiced / made from invoices": f"{summary['deals_already_invoiced']} / "
+                f"{summary['deals_from_invoices']}",
+                "quarantined this run, by reason": summary["quarantined_by_reason"] or "-",
+                "API calls": summary["api_calls"],
+                "sync run time": f"{summary['duration_seconds']:.1f} s (whole `airflow dags test`: {wall:.1f} s)",
+                "run status": summary["status"],
+            }
+        )
+    )
+
+
 def demo() -> None:
     show_clients(*run_dag("fakturownia_clients_sync", "clients_sync"))
+    added = open_won_deals()
+    show_deal_invoicing(*run_dag("crm_deals_to_invoices", "deals_to_invoices"), added)
     show_invoices(*run_dag("fakturownia_invoices_to_deals", "invoices_to_deals"))
     print(
-        "\nRun `make demo` again: it syncs against the same sandbox and creates 0 deals.\n"
+        "\nRun `make demo` again: it syncs against the same sandbox and creates 0 deals and 0 invoices.\n"
         "Open the UI with `make airflow`, then http://localhost:8080 (user `admin`, password printed by\n"
         "Airflow and kept in .demo/airflow/simple_auth_manager_passwords.json.generated).\n"
         "Review list of clients: .demo/airflow/fakturownia_sync_review/client_review.csv\n"
