@@ -147,11 +147,17 @@ def test_price_taken_as_net_with_the_configured_tax_kind_and_term(
     assert deals(sandbox)[deal_id]["status_id"] == STATUS_ID[INVOICING_STATUS]  # no invoiced_status: stays
 
 
-def test_disabled_by_default_invoices_nothing(sandbox: SandboxProcess, sqlite_store: StateStore) -> None:
+def test_disabled_by_default_invoices_nothing(
+    sandbox: SandboxProcess, sqlite_store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
     marked_deals(sandbox, 2)
     fakturownia, crm = clients_for(sandbox)
-    summary = DealsToInvoices(fakturownia, crm, sqlite_store, load_config(DEMO_CONFIG), owner="t").run()
+    defaults = load_config({key: value for key, value in DEMO_CONFIG.items() if key != "deal_invoicing"})
+    assert defaults.deal_invoicing.enabled is False
+    with caplog.at_level("INFO", logger="fakturownia_sync.deals_to_invoices"):
+        summary = DealsToInvoices(fakturownia, crm, sqlite_store, defaults, owner="t").run()
     assert summary["status"] == "disabled" and summary["invoices_created"] == 0
+    assert "Deal invoicing is off" in caplog.records[0].getMessage()
     assert invoices_by_deal(sandbox) == {}
 
 
