@@ -171,7 +171,7 @@ def test_no_token_in_logs_or_state(sandbox: SandboxProcess, store: StateStore, c
     make_sync(sandbox, store, owner="tests/run-2").run()
     captured = caplog.text
     with store.engine.connect() as conn:
-        for table in ("sync_runs", "sync_cursors", "invoice_deals", "client_links", "crm_client_claims", "quarantine"):
+        for table in ("sync_runs", "sync_cursors", "invoice_deals", "client_links", "create_claims", "quarantine"):
             captured += repr(conn.exec_driver_sql(f"SELECT * FROM {table}").fetchall())
     assert "api_token=***" in captured and "quarantined" in captured  # the scan sees real traffic
     for token in (sandbox.fakturownia_token, sandbox.sugester_token):

@@ -33,9 +33,8 @@ def fill(store: StateStore) -> None:
     store.claim_invoice(2, "dag/run2", "h2")
     store.link_clients(7, 70, "nip", {"name": ["A", "A"]})
     store.link_clients(8, 80, "created")
-    store.claim_crm_client("fakturownia:7", "dag/run1")
-    store.claim_fakturownia_client("crm:80", "dag/run1")
     store.save_fakturownia_clients([({"id": 7, "name": "A"}, datetime(2026, 1, 1, tzinfo=UTC))])
+    store.save_crm_clients([{"id": 70, "name": "A"}])
     store.sync_client_review(
         [{"subject": "crm:9", "reason": "possible_duplicate", "message": "resembles 7", "crm_client_id": 9}]
     )

@@ -98,21 +98,6 @@ def test_client_links_are_one_to_one(store: StateStore) -> None:
     assert store.client_link(2) is None
 
 
-def test_crm_client_claims(store: StateStore) -> None:
-    assert store.claim_crm_client("fakturownia:7", "dag/a") is True
-    assert store.claim_crm_client("fakturownia:7", "dag/b") is False
-    now = datetime.now(UTC)
-    assert store.take_over_crm_client_claim("fakturownia:7", "dag/b", stale_before=now - timedelta(minutes=5)) is False
-    assert store.take_over_crm_client_claim("fakturownia:7", "dag/a", stale_before=now) is True
-    store.confirm_crm_client("fakturownia:7", 55)
-    assert store.crm_client_claim("fakturownia:7")[0] == 55
-    store.release_crm_client_claim("fakturownia:7")  # a confirmed claim is kept
-    assert store.crm_client_claim("fakturownia:7")[0] == 55
-    store.claim_crm_client("nip:5261040828", "dag/a")
-    store.release_crm_client_claim("nip:5261040828")
-    assert store.crm_client_claim("nip:5261040828") is None
-
-
 def test_quarantine_counts_attempts_and_resolves(store: StateStore) -> None:
     payload = {"id": 9, "issue_date": "2025-13-45"}
     store.quarantine("inv", 9, "malformed_date", "bad date", payload, "f1")

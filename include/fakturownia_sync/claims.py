@@ -27,6 +27,11 @@ client, a CRM deal for an invoice) goes through `create_under_claim`. The protoc
    the claim is released (its keys freed) and the error re-raised for the caller to quarantine the record.
    Any other error leaves the claim unconfirmed, as a lost answer does, and is re-raised.
 
+Told apart: a key such as an e-mail may be shared by different companies (an accountant's address on the
+cards of several clients). A holder whose NIP differs from ours (`nip:` keys on both sides, none in common) is
+another company, as the matcher says (`bulk_matching`): the keys it holds are dropped from our claim instead
+of deferring to it or taking its record, and our NIP still holds our company.
+
 Owners: the owner names a run (e.g. `dag_id/run_id`). Because a run may take over its own claims at once (a
 retried task finishing what its failed try began), threads of one run must not race on the same keys: the
 engines serialise them in process with `KeyedLocks` over the same keys.
@@ -40,11 +45,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.errors import AmbiguousWriteError, ApiRejected
 from fakturownia_sync.state import ClaimAttempt, CreateClaim, StateStore
 from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 
 log = logging.getLogger(__name__)
+
+IDENTITY = "nip:"  # a key only one company has: two holders with different ones are different companies
 
 CRM_CLIENT = "crm_client"
 FAKTUROWNIA_CLIENT = "fakturownia_client"
@@ -79,6 +87,16 @@ class ClaimOutcome:
         return cls("unconfirmed")
 
 
+def company_keys(own_key: str | None, tax_no: str | None = None, email: str | None = None) -> list[str]:
+    """Every evidence key of a company, normalised as the matcher normalises them (`client_keys`): `own_key`
+    (its card `fakturownia:<id>`, `crm:<id>`, an anonymous buyer's `buyer:<key>`), `nip:<tax key>` and
+    `email:<address>`. A junk or invalid tax id is no key, as it is no evidence to the matcher."""
+    keys = [own_key] if own_key else []
+    keys += [f"{IDENTITY}{key}"] if (key := tax_key(tax_no)) else []
+    keys += [f"email:{key}"] if (key := email_key(email)) else []
+    return keys
+
+
 def stale_cutoff(now: datetime | None = None, minutes: float = STALE_CLAIM_MINUTES) -> datetime:
     """Claims taken before this moment belong to a create that can no longer land."""
     return (now or datetime.now(UTC)) - timedelta(minutes=minutes)
@@ -100,14 +118,21 @@ def create_under_claim(
     `find_existing()` returns the id of the record in the target system, or None; `create()` writes it and
     returns its id. `stale_before` defaults to `STALE_CLAIM_MINUTES` ago.
     """
-    keys = list(keys)
+    keys = list(dict.fromkeys(keys))
     stale_before = stale_before or stale_cutoff()
     attempt = store.claim_create(target, keys, owner)
+    for _ in range(len(keys)):  # each pass drops at least one key another company holds
+        if attempt.claim is not None or not _told_apart(_holder(attempt), keys):
+            break
+        keys = _without_keys_of_others(store, target, keys)
+        attempt = store.claim_create(target, keys, owner)
     if attempt.claim is not None:
         return _create(store, attempt.claim, create)
     settled = _settled_by(attempt, owner, stale_before)
     if settled is not None:
         return settled
+    if _identities(keys):  # never merge another company's stale claim on a shared key into ours
+        keys = _without_keys_of_others(store, target, keys)
     attempt = store.take_over_create(target, keys, owner, stale_before=stale_before)
     if attempt.claim is None:
         return _settled_by(attempt, owner, stale_before) or ClaimOutcome.held_by_other(_holder(attempt).owner)
@@ -116,6 +141,27 @@ def create_under_claim(
         _confirm(store, attempt.claim, existing)
         return ClaimOutcome.found(existing)
     return _create(store, attempt.claim, create)
+
+
+def _identities(keys: Iterable[str]) -> set[str]:
+    return {key for key in keys if key.startswith(IDENTITY)}
+
+
+def _told_apart(holder: CreateClaim, keys: list[str]) -> bool:
+    """Whether the holder is another company that merely shares a weaker key with ours (different NIPs)."""
+    ours, theirs = _identities(keys), _identities(holder.keys)
+    return bool(ours and theirs and not ours & theirs)
+
+
+def _without_keys_of_others(store: StateStore, target: str, keys: list[str]) -> list[str]:
+    """Our keys less those held by other companies (told apart by NIP); every holder is looked at, so a
+    take-over never merges another company's claim into ours. Our NIP is never dropped."""
+    kept = []
+    for key in keys:
+        holder = store.create_claim(target, key)
+        if holder is None or not _told_apart(holder, keys):
+            kept.append(key)
+    return kept
 
 
 def _holder(attempt: ClaimAttempt) -> CreateClaim:

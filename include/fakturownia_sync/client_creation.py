@@ -1,10 +1,13 @@
 """Clients that exist on one side only are created on the other, each under a claim.
 
 An unmatched Fakturownia client becomes a CRM client carrying `external_ids.fakturownia_client_id`; an
-unmatched CRM client becomes a Fakturownia client carrying `external_id` = the CRM id; each under a claim
-in the state DB (`fakturownia:<id>`, the key the invoices sync uses too, and `crm:<id>`). A create whose
-answer was lost is counted as unconfirmed: the next run finds the record by its external id (the CRM is
-read whole; Fakturownia is asked by `external_id`) before anything is created again.
+unmatched CRM client becomes a Fakturownia client carrying `external_id` = the CRM id; each through
+`claims.create_under_claim`, on every evidence key of the company (`fakturownia:<id>` or `crm:<id>`, its NIP,
+its e-mail: `claims.company_keys`, the keys the invoices and deals syncs claim too), so that two processes
+reaching one company by different evidence never both create it. A create in flight elsewhere is deferred
+(the run ends incomplete); a create whose answer was lost is counted as unconfirmed, and the next attempt
+finds the record (a fresh read of the CRM decided by the matcher; Fakturownia asked by `external_id`) before
+anything is created again.
 
 What is created and what is held follows DESIGN.md "Client decisions" (`client_decisions`): an invalid or
 junk tax id is no tax id (the record is created, and an `invalid_tax_id` note says what to fix); a look-alike
@@ -21,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fakturownia_sync.bulk_matching import BulkMatch
+from fakturownia_sync.claims import CRM_CLIENT, FAKTUROWNIA_CLIENT, ClaimOutcome, company_keys, create_under_claim
 from fakturownia_sync.client_bases import (
     CRM_RECORD_FIELDS,
     MIRROR_FIELDS,
@@ -34,11 +38,12 @@ from fakturownia_sync.client_decisions import holds_back
 from fakturownia_sync.client_fields import client_view, crm_client_fields, fakturownia_client_fields
 from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.client_lookup import fakturownia_clients_by_external_id
+from fakturownia_sync.client_matching import CrmClientIndex
 from fakturownia_sync.client_merge import CRM, FAKTUROWNIA, snapshot_of
 from fakturownia_sync.client_review_builder import ReviewBuilder, review_message
 from fakturownia_sync.client_suggestions import LOOKALIKE_SCORE, similar_names
 from fakturownia_sync.departments import DepartmentMap
-from fakturownia_sync.errors import AmbiguousWriteError, ApiAuthError, ApiRejected, ApiUnavailable, RecordError
+from fakturownia_sync.errors import ApiAuthError, ApiRejected, ApiUnavailable, RecordError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.records import Party
 from fakturownia_sync.redaction import redact
@@ -181,6 +186,8 @@ class ClientCreation:
             action(record_id)
         except ApiRejected as exc:
             self.review.add(side, record_id, f"{exc.api.lower()}_rejected", exc.message)
+        except RecordError as exc:  # the look-up of an earlier create found no single answer
+            self.review.add(side, record_id, exc.reason, exc.message)
         except (ApiAuthError, ApiUnavailable):
             raise
         except Exception as exc:
@@ -192,86 +199,84 @@ class ClientCreation:
         return self.clock() - timedelta(minutes=self.stale_claim_minutes)
 
     def _create_in_crm(self, f_id: int) -> None:
-        """Copy a Fakturownia client to the CRM under the claim `fakturownia:<id>` (shared with invoices)."""
-        key = f"fakturownia:{f_id}"
+        """Copy a Fakturownia client to the CRM under a claim on its card, NIP and e-mail (shared with invoices)."""
         f_raw = self.bases.fakturownia[f_id]
-        if not self.store.claim_crm_client(key, self.owner):
-            claimed_id, claimed_by, _at = self.store.crm_client_claim(key) or (None, "", None)
-            if claimed_id is not None:
-                self._link_created(f_id, int(claimed_id), "created")
-                return
-            if not self.store.take_over_crm_client_claim(key, self.owner, stale_before=self._stale_before()):
-                log.info("Fakturownia client %s: run %s is creating its CRM client right now", f_id, claimed_by)
-                self.summary.deferred += 1
-                return
-            # Ours or a dead run's. Had that create reached the CRM, this run's full CRM read would have
-            # shown the client with our external id and the matcher would have linked it: create it.
+        keys = company_keys(f"fakturownia:{f_id}", f_raw.get("tax_no"), f_raw.get("email"))
         crm_department = self.departments.to_crm(optional_int(f_raw.get("department_id")))
         fields = crm_client_fields(
-            Party.from_client(f_raw),
-            fakturownia_client_id=f_id,
-            crm_department_id=crm_department,
+            Party.from_client(f_raw), fakturownia_client_id=f_id, crm_department_id=crm_department
         )
-        try:
+
+        def find_existing() -> int | None:
+            """A fresh read of the CRM decided by the matcher: an earlier create carries our external id."""
+            fresh = {int(record["id"]): trim(record, CRM_RECORD_FIELDS) for record in self.crm.iter_clients()}
+            index = CrmClientIndex(fresh.values(), self.bases.fakturownia.values(), self.bases.link_pairs())
+            decision = index.match_card(f_id)
+            if decision.refused:
+                raise RecordError(
+                    decision.reason, review_message(decision.reason, FAKTUROWNIA, f_id, tuple(decision.candidates))
+                )
+            if decision.partner_id is not None:
+                self.bases.crm[int(decision.partner_id)] = fresh[int(decision.partner_id)]
+            return decision.partner_id
+
+        def create() -> int:
             created = self.crm.create_client(fields)
-        except AmbiguousWriteError as exc:
-            log.warning("Fakturownia client %s: %s; the next try looks for it before creating again", f_id, exc)
-            self.summary.unconfirmed += 1
-            return
-        except ApiRejected:
-            self.store.release_crm_client_claim(key)  # refused: nothing was created
-            raise
-        c_id = int(created["id"])
-        self.store.confirm_crm_client(key, c_id)
-        self.bases.crm[c_id] = trim(created, CRM_RECORD_FIELDS)
-        self.summary.created_in_crm += 1
-        self._link_created(f_id, c_id, "created")
+            self.bases.crm[int(created["id"])] = trim(created, CRM_RECORD_FIELDS)
+            self.summary.created_in_crm += 1
+            return int(created["id"])
+
+        outcome = create_under_claim(
+            self.store, CRM_CLIENT, keys, self.owner,
+            find_existing=find_existing, create=create, stale_before=self._stale_before(),
+        )  # fmt: skip
+        if outcome.record_id is not None:
+            self._link_created(f_id, outcome.record_id, "created")
+        self._count(outcome, f"Fakturownia client {f_id}")
 
     def _create_in_fakturownia(self, c_id: int) -> None:
-        """Copy a CRM client to Fakturownia under the claim `crm:<id>`; `external_id` names the CRM client."""
-        key = f"crm:{c_id}"
+        """Copy a CRM client to Fakturownia under a claim on `crm:<id>`, its NIP and e-mail (shared with deals);
+        `external_id` names the CRM client."""
         c_raw = self.bases.crm[c_id]
-        if not self.store.claim_fakturownia_client(key, self.owner):
-            claimed_id, claimed_by, _at = self.store.fakturownia_client_claim(key) or (None, "", None)
-            if claimed_id is not None:
-                self._link_created(int(claimed_id), c_id, "created")
-                return
-            if not self.store.take_over_fakturownia_client_claim(key, self.owner, stale_before=self._stale_before()):
-                log.info("CRM client %s: run %s is creating its Fakturownia client right now", c_id, claimed_by)
-                self.summary.deferred += 1
-                return
-            found = fakturownia_clients_by_external_id(self.fakturownia, str(c_id))
-            if len(found) > 1:
-                ids = tuple(int(r["id"]) for r in found)
-                self.review.add(
-                    CRM, c_id, "ambiguous_external_id", review_message("ambiguous_external_id", CRM, c_id, ids)
-                )
-                return
-            if found:
-                record = trim(found[0], MIRROR_FIELDS)
-                self.bases.remember_fakturownia(record)
-                self.store.confirm_fakturownia_client(key, int(record["id"]))
-                self.summary.creates_recovered += 1
-                self._link_created(int(record["id"]), c_id, "external_id")
-                return
+        keys = company_keys(f"crm:{c_id}", c_raw.get("tax_no"), c_raw.get("email"))
         f_department = self.departments.to_fakturownia(optional_int(c_raw.get("department_id")))
         fields = fakturownia_client_fields(
             c_raw, crm_client_id=c_id, fakturownia_department_id=f_department, departments=self.departments.synced
         )
-        try:
-            created = self.fakturownia.create_client(fields)
-        except AmbiguousWriteError as exc:
-            log.warning("CRM client %s: %s; the next try looks for it before creating again", c_id, exc)
+
+        def find_existing() -> int | None:
+            found = fakturownia_clients_by_external_id(self.fakturownia, str(c_id))
+            if len(found) > 1:
+                ids = tuple(int(r["id"]) for r in found)
+                raise RecordError("ambiguous_external_id", review_message("ambiguous_external_id", CRM, c_id, ids))
+            if found:
+                self.bases.remember_fakturownia(trim(found[0], MIRROR_FIELDS))
+            return int(found[0]["id"]) if found else None
+
+        def create() -> int:
+            record = trim(self.fakturownia.create_client(fields), MIRROR_FIELDS)
+            self.bases.remember_fakturownia(record)
+            self.summary.created_in_fakturownia += 1
+            return int(record["id"])
+
+        outcome = create_under_claim(
+            self.store, FAKTUROWNIA_CLIENT, keys, self.owner,
+            find_existing=find_existing, create=create, stale_before=self._stale_before(),
+        )  # fmt: skip
+        if outcome.record_id is not None:
+            self._link_created(outcome.record_id, c_id, "created")
+        self._count(outcome, f"CRM client {c_id}")
+
+    def _count(self, outcome: ClaimOutcome, what: str) -> None:
+        """Found: another attempt's create (an earlier run's, or another process's on the same company).
+        Held elsewhere: deferred to a later run. Unconfirmed: the run fails so that its retry looks it up."""
+        if outcome.status == "found":
+            self.summary.creates_recovered += 1
+        elif outcome.status == "held_by_other":
+            log.info("%s: run %s is creating its copy right now", what, outcome.holder)
+            self.summary.deferred += 1
+        elif outcome.status == "unconfirmed":
             self.summary.unconfirmed += 1
-            return
-        except ApiRejected:
-            self.store.release_fakturownia_client_claim(key)
-            raise
-        record = trim(created, MIRROR_FIELDS)
-        self.store.confirm_fakturownia_client(key, int(record["id"]))
-        self.bases.remember_fakturownia(record)
-        self.summary.created_in_fakturownia += 1
-        self._link_created(int(record["id"]), c_id, "created")
 
     def _link_created(self, f_id: int, c_id: int, evidence: str) -> None:
         """Link a pair one side of which was just created, with both sides' values as the snapshot."""

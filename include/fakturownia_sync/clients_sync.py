@@ -23,8 +23,9 @@ What a run decides, in order
        conflicts settled by `conflict_policy` and recorded;
     3. creates: an unmatched Fakturownia client becomes a CRM client carrying
        `external_ids.fakturownia_client_id`; an unmatched CRM client becomes a Fakturownia client carrying
-       `external_id` = the CRM id; each under a claim in the state DB (`fakturownia:<id>`, the key the
-       invoices sync uses too, and `crm:<id>`);
+       `external_id` = the CRM id; each through `claims.create_under_claim` on every evidence key of the
+       company (`fakturownia:<id>` or `crm:<id>`, its NIP and e-mail: the keys the invoices and deals syncs
+       claim too, so two processes reaching one company by different evidence never both create it);
     4. the review list is replaced by what this run found (`review`); entries no longer found resolve.
 
 How a crash between a create and its commit is survived
@@ -50,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fakturownia_sync.bulk_matching import BulkMatch, crm_frame, fakturownia_frame, match_client_bases
+from fakturownia_sync.claims import CRM_CLIENT, FAKTUROWNIA_CLIENT
 from fakturownia_sync.client_bases import CRM_RECORD_FIELDS, MIRROR_FIELDS, ClientBases, trim
 from fakturownia_sync.client_creation import ClientCreation
 from fakturownia_sync.client_review_builder import ReviewBuilder
@@ -60,7 +62,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.linked_clients_merge import LinkedClientsMerge
 from fakturownia_sync.records import parse_timestamp
 from fakturownia_sync.redaction import redact
-from fakturownia_sync.state import ClientLink, StateStore
+from fakturownia_sync.state import ClientLink, CreateClaim, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.sweep import Sweep, advanced_cursor, read_twice
 
@@ -233,8 +235,9 @@ class ClientsSync:
             zip(match.matches["fakturownia_id"], match.matches["crm_id"], match.matches["evidence"], strict=True)
         )
         linked = set(self.store.link_clients_many([(int(f), int(c), str(e), None) for f, c, e in rows]))
-        pending_crm = self.store.unconfirmed_crm_client_claims()
-        pending_fakturownia = self.store.unconfirmed_fakturownia_client_claims()
+        # Unconfirmed creates (a lost answer, a run that died) by the key that names their source record.
+        pending_crm = _by_key(self.store.unconfirmed_creates(CRM_CLIENT), "fakturownia:")
+        pending_fakturownia = _by_key(self.store.unconfirmed_creates(FAKTUROWNIA_CLIENT), "crm:")
         for f, c, evidence in rows:
             f, c = int(f), int(c)
             if (f, c) not in linked:
@@ -243,11 +246,14 @@ class ClientsSync:
             self.summary.clients_linked += 1
             self.summary.linked_by_evidence[str(evidence)] += 1
             # An earlier attempt's create that did reach the server: its claim is settled now.
-            if f"fakturownia:{f}" in pending_crm:
-                self.store.confirm_crm_client(f"fakturownia:{f}", c)
+            if f"fakturownia:{f}" in pending_crm and self.store.confirm_create(pending_crm[f"fakturownia:{f}"], c):
                 self.summary.creates_recovered += 1
-            if f"crm:{c}" in pending_fakturownia:
-                self.store.confirm_fakturownia_client(f"crm:{c}", f)
+            if f"crm:{c}" in pending_fakturownia and self.store.confirm_create(pending_fakturownia[f"crm:{c}"], f):
                 self.summary.creates_recovered += 1
         for row in match.review.itertuples(index=False):
             self.review.from_matcher(row.side, int(row.id), row.reason, tuple(row.candidates))
+
+
+def _by_key(claims: list[CreateClaim], prefix: str) -> dict[str, int]:
+    """Claim ids by each of their keys that starts with `prefix` (the source record's own key)."""
+    return {key: claim.id for claim in claims for key in claim.keys if key.startswith(prefix)}

@@ -5,13 +5,17 @@ document. A linked card answers at once. Otherwise both client lists are read on
 and the buyer is decided by the client sync's own matcher (`client_matching.CrmClientIndex`, the bulk
 matcher applied to one record: DESIGN.md "Client decisions"); a refusal (ambiguous or contradicting
 evidence, a CRM client linked to another company) quarantines the invoice with the matcher's reason. When
-nothing matches, the CRM client is created under a claim so that no two attempts (threads, retries,
-overlapping runs) create two clients for one company.
+nothing matches, the CRM client is created through `claims.create_under_claim` (target `CRM_CLIENT`) on every
+evidence key of the company (its card `fakturownia:<id>`, `nip:<NIP>`, `email:<address>`, the keys the client
+sync claims too), so that no two attempts (threads, retries, overlapping runs, the client sync in another
+process) create two clients for one company, whatever evidence each reached it by. A create in flight
+elsewhere defers the invoice to a later run; a lost answer is looked up at once (a fresh read of the CRM)
+before anything is sent again, and one still unconfirmed fails the run so that its retry settles it.
 
 A tax id that is no tax id (junk such as `0000000000`, a failed checksum) is used as none and counted as a
 data-quality warning; it never holds an invoice. A buyer with no card, no tax id and no e-mail (a receipt, a
 walk-in customer) follows `anonymous_buyers`: one CRM client per normalised name and address (claimed under
-that key, its note saying it was created from a document), one catch-all client, or quarantine.
+`buyer:<that key>`, its note saying it was created from a document), one catch-all client, or quarantine.
 """
 
 from __future__ import annotations
@@ -23,19 +27,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from fakturownia_sync.claims import CRM_CLIENT, IDENTITY, ClaimOutcome, create_under_claim
 from fakturownia_sync.client_decisions import anonymous_buyer_key
 from fakturownia_sync.client_fields import crm_client_fields
 from fakturownia_sync.client_matching import FAKTUROWNIA, CrmClientIndex
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.departments import DepartmentMap
-from fakturownia_sync.errors import (
-    AmbiguousWriteError,
-    ApiNotFound,
-    ApiRejected,
-    ApiUnavailable,
-    RecordDeferred,
-    RecordError,
-)
+from fakturownia_sync.errors import ApiNotFound, ApiUnavailable, RecordDeferred, RecordError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.keyed_locks import KeyedLocks
 from fakturownia_sync.records import Invoice, Party
@@ -46,7 +44,7 @@ from fakturownia_sync.tax_numbers import check_tax_number, normalise_email
 
 log = logging.getLogger(__name__)
 
-CLIENT_CREATE_ATTEMPTS = 3
+CLIENT_CREATE_ATTEMPTS = 3  # a lost answer is looked up (and the create re-sent only if absent) this often
 ANONYMOUS_MARK = "fakturownia_sync"  # the note of a CRM client created for an anonymous buyer names its key
 WALK_IN_BUYER_NAME = "Klient detaliczny (walk-in buyer)"  # the CRM requires a name; the document has none
 
@@ -58,6 +56,14 @@ class Evidence:
     fakturownia_client_id: int | None = None
     tax_key: str | None = None
     email: str | None = None
+
+    def keys(self) -> list[str]:
+        """Every evidence key, spelled as `claims.company_keys` spells them for the client sync (the tax id and
+        e-mail here are already the matcher's keys)."""
+        keys = [f"fakturownia:{self.fakturownia_client_id}"] if self.fakturownia_client_id is not None else []
+        keys += [f"{IDENTITY}{self.tax_key}"] if self.tax_key else []
+        keys += [f"email:{self.email}"] if self.email else []
+        return keys
 
 
 class InvoiceClients:
@@ -129,8 +135,9 @@ class InvoiceClients:
             return self._anonymous_buyer(invoice, party)
         evidence = Evidence(fakturownia_id, tax.key, email)
         # One company can be reached by its card, its NIP and its e-mail: hold all three, so that two threads
-        # holding different evidence of the same company never both create it.
-        with self._client_locks.hold(*evidence_keys(evidence)):
+        # holding different evidence of the same company never both create it (the claim does it across
+        # processes, on the same keys).
+        with self._client_locks.hold(*evidence.keys()):
             return self._match_or_create(invoice, party, evidence)
 
     def _anonymous_buyer(self, invoice: Invoice, party: Party) -> int:
@@ -151,9 +158,10 @@ class InvoiceClients:
         if not name:
             party = replace(party, name=WALK_IN_BUYER_NAME)
         note = " ".join(filter(None, (party.note, f"Created from document {invoice.number}", mark)))
-        with self._client_locks.hold(key):
+        keys = [f"buyer:{key}"]
+        with self._client_locks.hold(*keys):
             return self._create_claimed(
-                invoice, party, replace(party, note=note), key, None, lambda index: index.find_by_note(mark)
+                invoice, party, replace(party, note=note), keys, None, lambda index: index.find_by_note(mark)
             )
 
     # Reading -------------------------------------------------------------------------------------------
@@ -223,73 +231,70 @@ class InvoiceClients:
         def rematch(_index: CrmClientIndex) -> int | None:
             return self._match(invoice, party, evidence, reload=True)[0]
 
-        return self._create_claimed(invoice, party, party, claim_key(evidence), evidence, rematch)
+        return self._create_claimed(invoice, party, party, evidence.keys(), evidence, rematch)
 
     def _create_claimed(
         self,
         invoice: Invoice,
         party: Party,
         created_party: Party,
-        key: str,
+        keys: list[str],
         evidence: Evidence | None,
         rematch: Callable[[CrmClientIndex], int | None],
     ) -> int:
-        """Create the CRM client under the claim `key` (or find what an earlier attempt created), then link."""
+        """Create the CRM client under a claim on `keys` (or find what another attempt created), then link."""
         evidence = evidence or Evidence()
         # Before any claim or dry-run count: a client the client sync would hold for review is not created here.
         crm_department_id = self.departments.to_crm(party.department_id, f"the client of invoice {invoice.id}")
         if self.dry_run:
-            return self._would_create_client(key)
-        if not self.store.claim_crm_client(key, self.owner):
-            claimed_id, claimed_by, _at = self.store.crm_client_claim(key) or (None, "", None)
-            if claimed_id is not None:  # created by an earlier or a concurrent run
-                self._link(invoice, evidence, claimed_id, "created")
-                return claimed_id
-            stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
-            if not self.store.take_over_crm_client_claim(key, self.owner, stale_before=stale_before):
-                raise RecordDeferred(f"invoice {invoice.id}: run {claimed_by} is creating its CRM client right now")
-            crm_id = rematch(self._crm_clients_index(reload=True))  # did the earlier attempt get through?
-            if crm_id is not None:
-                self.store.confirm_crm_client(key, crm_id)
-                self._link(invoice, evidence, crm_id, "created")
-                return crm_id
+            return self._would_create_client(keys)
         fields = crm_client_fields(
             created_party, fakturownia_client_id=evidence.fakturownia_client_id, crm_department_id=crm_department_id
         )
-        for _attempt in range(CLIENT_CREATE_ATTEMPTS):
-            try:
-                created = self.crm.create_client(fields)
-            except AmbiguousWriteError as exc:
-                log.warning("invoice %s: %s; re-reading CRM clients before creating again", invoice.id, exc)
-                crm_id, how = rematch(self._crm_clients_index(reload=True)), "created"
-                if crm_id is None:
-                    continue
-            except ApiRejected:
-                self.store.release_crm_client_claim(key)  # refused: nothing was created
-                raise
-            else:
-                crm_id, how = int(created["id"]), "created"
-                with self._lock:
-                    self._created_clients.append(created)
-                self._crm_clients_index().add(created)
-                if self._on_client_created is not None:
-                    self._on_client_created(created)
-                self.summary.add("clients_created")
-            self.store.confirm_crm_client(key, crm_id)
-            self._link(invoice, evidence, crm_id, how)
-            return crm_id
-        raise ApiUnavailable(
-            self.crm.account.api,
-            f"could not confirm the CRM client for invoice {invoice.id} after {CLIENT_CREATE_ATTEMPTS} attempts",
-        )
 
-    def _would_create_client(self, key: str) -> int:
-        """Dry run: count the CRM client that would be created and stand in a placeholder id for it."""
+        def find_existing() -> int | None:  # a fresh read of the CRM: did the earlier attempt get through?
+            return rematch(self._crm_clients_index(reload=True))
+
+        def create() -> int:
+            created = self.crm.create_client(fields)
+            with self._lock:
+                self._created_clients.append(created)
+            self._crm_clients_index().add(created)
+            if self._on_client_created is not None:
+                self._on_client_created(created)
+            self.summary.add("clients_created")
+            return int(created["id"])
+
+        stale_before = self.clock() - timedelta(minutes=self.stale_claim_minutes)
+        outcome = ClaimOutcome.unconfirmed()
+        for _attempt in range(CLIENT_CREATE_ATTEMPTS):  # an unconfirmed create is our own claim: looked up at once
+            outcome = create_under_claim(
+                self.store, CRM_CLIENT, keys, self.owner,
+                find_existing=find_existing, create=create, stale_before=stale_before,
+            )  # fmt: skip
+            if outcome.status != "unconfirmed":
+                break
+        if outcome.status == "held_by_other":
+            raise RecordDeferred(f"invoice {invoice.id}: run {outcome.holder} is creating its CRM client right now")
+        if outcome.record_id is None:
+            raise ApiUnavailable(
+                self.crm.account.api,
+                f"could not confirm the CRM client for invoice {invoice.id} after {CLIENT_CREATE_ATTEMPTS} attempts",
+            )
+        self._link(invoice, evidence, outcome.record_id, "created")
+        return outcome.record_id
+
+    def _would_create_client(self, keys: list[str]) -> int:
+        """Dry run: count the CRM client that would be created and stand in a placeholder id for it (one per
+        company, whichever of its keys a buyer names)."""
         with self._lock:
-            if key not in self._dry_run_ids:
-                self._dry_run_ids[key] = -(len(self._dry_run_ids) + 1)
+            known = next((self._dry_run_ids[key] for key in keys if key in self._dry_run_ids), None)
+            if known is None:
+                known = -(len(set(self._dry_run_ids.values())) + 1)
                 self.summary.add("clients_created")
-            return self._dry_run_ids[key]
+            for key in keys:
+                self._dry_run_ids.setdefault(key, known)
+            return known
 
     def _link(self, invoice: Invoice, evidence: Evidence, crm_id: int, how: str) -> None:
         """Record the one-to-one client link; a CRM client already linked elsewhere goes to review."""
@@ -317,13 +322,6 @@ class InvoiceClients:
             self.summary.add("clients_linked")
 
 
-def evidence_keys(evidence: Evidence) -> list[str]:
-    keys = [f"fakturownia:{evidence.fakturownia_client_id}"] if evidence.fakturownia_client_id is not None else []
-    keys += [f"nip:{evidence.tax_key}"] if evidence.tax_key else []
-    keys += [f"email:{evidence.email}"] if evidence.email else []
-    return keys or [claim_key(evidence)]
-
-
 def buyer_record(party: Party) -> dict[str, Any]:
     """A buyer block in the shape of a client record, as the matcher reads one."""
     return {
@@ -334,12 +332,3 @@ def buyer_record(party: Party) -> dict[str, Any]:
         "email": party.email,
         "post_code": party.post_code,
     }
-
-
-def claim_key(evidence: Evidence) -> str:
-    """What a CRM client create is claimed under: the Fakturownia client, else the buyer's NIP or e-mail."""
-    if evidence.fakturownia_client_id is not None:
-        return f"fakturownia:{evidence.fakturownia_client_id}"
-    if evidence.tax_key:
-        return f"nip:{evidence.tax_key}"
-    return f"email:{evidence.email}"

@@ -1,11 +1,10 @@
 """Table definitions of the state DB. Every change here needs a new migration in `migrations/versions/`.
 
 Unique keys carry the "exactly one" promises: one deal per invoice (`invoice_deals.invoice_id`), one CRM
-deal linked once (`invoice_deals.deal_id`), one-to-one client links, one CRM client created per client
-(`crm_client_claims.claim_key`), one Fakturownia client created per CRM client
-(`fakturownia_client_claims.claim_key`), one quarantine entry per record, one review entry per client, and
-one create per company however it is reached (`create_claim_keys`: every evidence key of a create, each
-held by one claim at a time).
+deal linked once (`invoice_deals.deal_id`), one-to-one client links, one quarantine entry per record,
+one review entry per client, and one create per company however it is reached (`create_claim_keys`: every
+evidence key of a create, each held by one claim at a time; the per-key client claim tables are gone since
+migration 0006).
 """
 
 from __future__ import annotations
@@ -100,16 +99,6 @@ client_links = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
-crm_client_claims = Table(
-    "crm_client_claims",
-    metadata,
-    # "fakturownia:<client id>", or "nip:<NIP>" / "email:<address>" for a buyer without a client card
-    Column("claim_key", String(320), primary_key=True),
-    Column("crm_client_id", BigInteger),  # null while the create is in flight or unconfirmed
-    Column("claimed_by", String(250), nullable=False),
-    Column("claimed_at", UtcDateTime, nullable=False),
-)
-
 quarantine = Table(
     "quarantine",
     metadata,
@@ -151,15 +140,6 @@ fakturownia_client_mirror = Table(
     Column("updated_at", UtcDateTime),
     Column("record", Json, nullable=False),
     Column("seen_at", UtcDateTime, nullable=False),
-)
-
-fakturownia_client_claims = Table(
-    "fakturownia_client_claims",
-    metadata,
-    Column("claim_key", String(320), primary_key=True),  # "crm:<CRM client id>"
-    Column("fakturownia_client_id", BigInteger),  # null while the create is in flight or unconfirmed
-    Column("claimed_by", String(250), nullable=False),
-    Column("claimed_at", UtcDateTime, nullable=False),
 )
 
 client_review = Table(

@@ -3,13 +3,12 @@
 `StateStore` is what every caller holds (`store.method(...)`); each part is a module a reader can take in
 at once: `engine` (open, migrate, upsert), `runs` (runs, cursors, backfill windows), `deal_links`,
 `client_links` (links, snapshots, mirror, conflicts, review), `claims` (creates claimed on every evidence
-key), `client_claims` (the per-key claims the engines use until they move to `claims`), `quarantine`.
+key), `quarantine`.
 """
 
 from __future__ import annotations
 
 from fakturownia_sync.state.claims import CreateClaimsStore
-from fakturownia_sync.state.client_claims import ClientClaimsStore
 from fakturownia_sync.state.client_links import ClientLinksStore
 from fakturownia_sync.state.crm_client_mirror import CrmClientMirrorStore
 from fakturownia_sync.state.deal_links import DealLinksStore
@@ -25,7 +24,6 @@ class StateStore(
     DealLinksStore,
     ClientLinksStore,
     CreateClaimsStore,
-    ClientClaimsStore,
     QuarantineStore,
     CrmClientMirrorStore,
 ):
