@@ -68,26 +68,6 @@ class FakturowniaClient:
             params["kinds[]"] = list(kinds)
         return self.iter_pages("/invoices.json", params)
 
-    def first_invoice_page_by_issue_date(
-        self, date_from: str, date_to: str, kinds: list[str] | None, *, newest: bool
-    ) -> list[dict[str, Any]]:
-        """One page of the sales invoices issued in [date_from, date_to], oldest (or newest) issue date first.
-
-        The docs list `order=issue_date`; whether the `.desc` suffix is honoured is not documented, so the
-        caller must not trust the order (see `backfill.issue_date_bounds`, which checks the dates it gets)."""
-        params: dict[str, Any] = {
-            "period": "more",
-            "date_from": date_from,
-            "date_to": date_to,
-            "search_date_type": "issue_date",
-            "order": "issue_date.desc" if newest else "issue_date",
-            "page": 1,
-            "per_page": PER_PAGE,
-        }
-        if kinds:
-            params["kinds[]"] = list(kinds)
-        return self.transport.request("GET", "/invoices.json", params=params, expect=LIST) or []
-
     def fetch_page(self, path: str, params: dict[str, Any], page: int, per_page: int) -> list[dict[str, Any]]:
         """One page of a list at any `per_page` up to 100: what `sweep.Sweep` reads (overlapping pages)."""
         items = self.transport.request("GET", path, params={**params, "page": page, "per_page": per_page}, expect=LIST)
@@ -117,6 +97,26 @@ class FakturowniaClient:
         """`fetch(page, per_page)` over clients, most recently updated first (the client sync's sweep)."""
         return lambda page, per_page: self.fetch_page("/clients.json", {"order": "updated_at.desc"}, page, per_page)
 
+    def first_invoice_page_by_issue_date(
+        self, date_from: str, date_to: str, kinds: list[str] | None, *, newest: bool
+    ) -> list[dict[str, Any]]:
+        """One page of the sales invoices issued in [date_from, date_to], oldest (or newest) issue date first.
+
+        The docs list `order=issue_date`; whether the `.desc` suffix is honoured is not documented, so the
+        caller must not trust the order (see `backfill.issue_date_bounds`, which checks the dates it gets)."""
+        params: dict[str, Any] = {
+            "period": "more",
+            "date_from": date_from,
+            "date_to": date_to,
+            "search_date_type": "issue_date",
+            "order": "issue_date.desc" if newest else "issue_date",
+            "page": 1,
+            "per_page": PER_PAGE,
+        }
+        if kinds:
+            params["kinds[]"] = list(kinds)
+        return self.transport.request("GET", "/invoices.json", params=params, expect=LIST) or []
+
     def get_invoice(self, invoice_id: int) -> dict[str, Any]:
         return self.transport.request("GET", f"/invoices/{int(invoice_id)}.json", expect=RECORD)
 
@@ -130,7 +130,7 @@ class FakturowniaClient:
         return self.transport.request("POST", "/clients.json", body={"client": fields}, expect=RECORD)
 
     def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("PUT", f"/clients/{int(client_id)}.json", body={"client": fields}, expect=RECORD)
+        return self.transport.request("PUT", f"/clients/{int(client_id)}.json", body={"client": fields})
 
     def create_invoice(self, fields: dict[str, Any]) -> dict[str, Any]:
         return self.transport.request("POST", "/invoices.json", body={"invoice": fields}, expect=RECORD)

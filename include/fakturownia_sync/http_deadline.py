@@ -29,7 +29,8 @@ _lock = threading.Lock()
 
 
 def _cut(conn: HTTPConnection) -> None:
-    sock = getattr(conn, "sock", None)
+    # http.client drops `conn.sock` once the response owns the socket; the socket we kept is still that one.
+    sock = getattr(conn, "sock", None) or getattr(conn, "_deadline_sock", None)
     if sock is None:
         return
     # The plain socket's shutdown, also for TLS: it unblocks a reader without touching the TLS state.
@@ -94,6 +95,7 @@ class _WatchedConnectionMixin:
         if watch is not None:
             watch._claim(self, sending=False)  # type: ignore[arg-type]
         super().connect()  # type: ignore[misc]
+        self._deadline_sock = self.sock  # type: ignore[attr-defined]
         if watch is not None and watch.expired:
             _cut(self)  # type: ignore[arg-type]
 
@@ -102,6 +104,9 @@ class _WatchedConnectionMixin:
         if watch is not None:
             watch._claim(self, sending=True)  # type: ignore[arg-type]
         super().request(*args, **kwargs)  # type: ignore[misc]
+        self._deadline_sock = self.sock  # type: ignore[attr-defined]
+        if watch is not None and watch.expired:
+            _cut(self)  # type: ignore[arg-type]
 
 
 class _WatchedHTTPConnection(_WatchedConnectionMixin, HTTPConnection):

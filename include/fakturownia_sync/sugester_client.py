@@ -74,9 +74,7 @@ class SugesterClient:
         return self.transport.request("POST", "/app/clients.json", body={"client": fields}, expect=RECORD)
 
     def update_client(self, client_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request(
-            "PUT", f"/app/clients/{int(client_id)}.json", body={"client": fields}, expect=RECORD
-        )
+        return self.transport.request("PUT", f"/app/clients/{int(client_id)}.json", body={"client": fields})
 
     def iter_deals(self) -> Iterator[dict[str, Any]]:
         return self.iter_all("/app/deals.json")
@@ -88,7 +86,7 @@ class SugesterClient:
         return self.transport.request("POST", "/app/deals.json", body={"deal": fields}, expect=RECORD)
 
     def update_deal(self, deal_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.transport.request("PUT", f"/app/deals/{int(deal_id)}.json", body={"deal": fields}, expect=RECORD)
+        return self.transport.request("PUT", f"/app/deals/{int(deal_id)}.json", body={"deal": fields})
 
     def deal_statuses(self) -> list[dict[str, Any]]:
         """The CRM's deal statuses (pipeline stages), `[{id, name, code, kind}]`; names are unique per kind."""
