@@ -15,12 +15,21 @@ Reasons:
 | duplicate_of_linked        | the evidence points only at a client already linked to another one        |
 | duplicate_in_fakturownia   | the same NIP/e-mail twice in Fakturownia, not at all in the CRM           |
 | duplicate_in_crm           | the same NIP/e-mail twice in the CRM, not at all in Fakturownia           |
-| possible_duplicate         | no evidence matched, but a client with a very similar name at the same place exists |
+| possible_duplicate         | held: a very similar name at the same place, no NIP/e-mail tells apart    |
 | invalid_nip                | unmatched, and its NIP fails the checksum: not copied until fixed         |
 | no_name                    | neither a name nor a first/last name: the other system would refuse it    |
 | unmapped_department        | its department has no partner in `department_map`                         |
 | linked_record_missing      | its linked partner no longer exists (deletions are never propagated)      |
 | fakturownia_rejected / crm_rejected | the API refused the write (422); the API's message is kept       |
+
+Notes: entries that hold nothing (the record is created or linked as usual); they stay on the list until a
+person acts on them.
+
+| reason                     | meaning                                                                   |
+|----------------------------|---------------------------------------------------------------------------|
+| possible_duplicate (note)  | created, though it resembles a client (name and post code, shared e-mail) |
+|                            | that a different valid NIP tells apart: merge by hand if they are one     |
+| invalid_tax_id             | its tax id is junk or fails its check, so it is used as none; fix it      |
 
 The CSV export is read by people in spreadsheets, and its cells hold text that anyone with a client card can
 type: every text cell that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a
