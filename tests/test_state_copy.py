@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ def fill(store: StateStore) -> None:
     store.confirm_create(claim.id, 80)
     store.claim_create(CRM_CLIENT, ["email:x@y.pl"], "dag/run2")
     store.quarantine("invoices", 9, "invalid_nip", "bad nip", {"id": 9}, "f1")
+    store.record_correction(11, 1, "FK 1/03/2026", Decimal("-10.00"), Decimal("-12.30"))
 
 
 def rows(url: str) -> dict[str, list[dict[str, Any]]]:

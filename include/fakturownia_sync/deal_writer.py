@@ -18,8 +18,9 @@ Links rebuilt from the CRM
     create only for that invoice.
 
 What is never done
-    A deal deleted in the CRM is not recreated (the invoice is quarantined with the reason); a create is
-    never repeated while its earlier attempt may still land.
+    A deal deleted in the CRM is not recreated: the link records it (`deal_deleted_at`, also set by the daily
+    check of `deal_upkeep`), the invoice is quarantined with the reason `deal_deleted_in_crm`, and no later
+    write is sent for it. A create is never repeated while its earlier attempt may still land.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class DealWriter:
         self._lock = threading.Lock()
         self._deals_by_invoice: dict[int, int] | None = None
         self._unconfirmed: dict[int, tuple[Invoice, dict[str, Any], str]] = {}
+        self.rebuilt: set[int] = set()  # invoices whose link this run rebuilt from the CRM (`deal_upkeep` reads it)
 
     @property
     def unconfirmed(self) -> int:
@@ -74,9 +76,15 @@ class DealWriter:
     def _stale_before(self) -> datetime:
         return self.clock() - timedelta(minutes=self.stale_claim_minutes)
 
-    def write(self, invoice: Invoice, link: DealLink | None, deal: dict[str, Any], digest: str) -> bool:
-        """Bring the invoice's deal to `deal`; True once done, False while a create awaits confirmation."""
+    def write(
+        self, invoice: Invoice, link: DealLink | None, deal: dict[str, Any], digest: str, shape: str | None = None
+    ) -> bool:
+        """Bring the invoice's deal to `deal`; True once done, False while a create awaits confirmation.
+
+        `shape` (the deal-shaping config fingerprint) is recorded with the link once the deal shows it."""
         summary = self.summary
+        if link is not None and link.deal_deleted_at is not None:
+            raise _deleted(invoice.id, link.deal_id)
         if self.dry_run:
             if link is None or link.state != "linked":
                 summary.add("deals_created")  # would be created
@@ -86,8 +94,10 @@ class DealWriter:
         if link is not None and link.state == "linked":
             if link.payload_hash == digest:
                 summary.add("deals_unchanged")
+                if shape is not None and link.shape_fingerprint != shape:
+                    self.store.stamp_deal_shape([invoice.id], shape)
                 return True
-            self._update(invoice, link.deal_id, deal, digest)
+            self._update(invoice, link.deal_id, deal, digest, shape)
             return True
         if link is None:
             if self.store.claim_invoice(invoice.id, self.owner, digest):
@@ -104,9 +114,9 @@ class DealWriter:
             if link.payload_hash != digest:
                 self._update(invoice, existing, deal, digest)
             return True
-        return self._create(invoice, deal, digest)
+        return self._create(invoice, deal, digest, shape)
 
-    def _create(self, invoice: Invoice, deal: dict[str, Any], digest: str) -> bool:
+    def _create(self, invoice: Invoice, deal: dict[str, Any], digest: str, shape: str | None = None) -> bool:
         try:
             created = self.crm.create_deal(deal)
         except AmbiguousWriteError as exc:
@@ -118,7 +128,7 @@ class DealWriter:
             self.store.release_claim(invoice.id)  # the CRM refused it: nothing was created
             raise
         deal_id = int(created["id"])
-        self.store.confirm_deal(invoice.id, deal_id, digest, invoice.updated_at)
+        self.store.confirm_deal(invoice.id, deal_id, digest, invoice.updated_at, shape)
         with self._lock:
             if self._deals_by_invoice is not None:
                 self._deals_by_invoice[invoice.id] = deal_id
@@ -126,15 +136,16 @@ class DealWriter:
         self.summary.add("deals_created")
         return True
 
-    def _update(self, invoice: Invoice, deal_id: int | None, deal: dict[str, Any], digest: str) -> None:
+    def _update(
+        self, invoice: Invoice, deal_id: int | None, deal: dict[str, Any], digest: str, shape: str | None = None
+    ) -> None:
         try:
             self.crm.update_deal(int(deal_id), deal)
         except ApiNotFound:
-            raise RecordError(
-                "deal_deleted_in_crm",
-                f"deal {deal_id} of invoice {invoice.id} no longer exists in the CRM; it is not recreated",
-            ) from None
-        self.store.record_deal_payload(invoice.id, digest, invoice.updated_at)
+            if self.store.mark_deal_deleted(invoice.id):
+                self.summary.add("deals_deleted_in_crm")
+            raise _deleted(invoice.id, deal_id) from None
+        self.store.record_deal_payload(invoice.id, digest, invoice.updated_at, shape)
         self.summary.add("deals_updated")
 
     def _deal_index(self, *, reload: bool = False) -> dict[int, int]:
@@ -168,6 +179,7 @@ class DealWriter:
             digest = payload_hash(shown_deal(deal))
             if self.store.claim_invoice(invoice_id, self.owner, digest):
                 self.store.confirm_deal(invoice_id, int(deal["id"]), digest, None)
+                self.rebuilt.add(invoice_id)
                 linked += 1
         if linked:
             log.info("rebuilt %s invoice→deal link(s) from the CRM's external ids", linked)
@@ -215,6 +227,13 @@ class DealWriter:
                 else:
                     self.store.release_claim(link.invoice_id)  # met this run and not to be created after all
         self.summary.deals_unconfirmed = len(self._unconfirmed)
+
+
+def _deleted(invoice_id: int, deal_id: int | None) -> RecordError:
+    return RecordError(
+        "deal_deleted_in_crm",
+        f"deal {deal_id} of invoice {invoice_id} no longer exists in the CRM; it is not recreated",
+    )
 
 
 def shown_deal(deal: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fakturownia_sync.config import SyncConfig
-from fakturownia_sync.deal_mapping import build_deal, payload_hash
+from fakturownia_sync.deal_mapping import build_deal, corrected_invoice_id, deal_shape_fingerprint, payload_hash
+from fakturownia_sync.deal_upkeep import defer_rebuilt, invoice_lock, keep_deals_up, record_correction
 from fakturownia_sync.deal_writer import RECOVERY_ROUNDS, DealWriter
 from fakturownia_sync.deals_to_invoices import link_invoice_made_from_deal
 from fakturownia_sync.departments import DepartmentMap
@@ -140,6 +141,7 @@ class InvoicesToDeals:
             handled = self._process(sweep)
             if not keep_cursor:
                 self._retry_quarantined(handled)
+            keep_deals_up(self, handled, incremental=not keep_cursor)  # deal upkeep: see deal_upkeep
             if not self.dry_run:
                 self.deals.settle_pending(handled, rehandle=self._rehandle, quarantine=self._quarantine_rejected)
             if summary.deals_unconfirmed or summary.deals_deferred:
@@ -302,36 +304,61 @@ class InvoicesToDeals:
         self._quarantine(invoice.id, f"{exc.api.lower()}_rejected", exc.message, invoice.raw)
 
     def _handle(self, raw: dict[str, Any]) -> bool:
-        """Returns True once the invoice is fully handled (written, unchanged or deliberately skipped)."""
+        """Returns True once the invoice is fully handled (written, unchanged, marked or deliberately skipped).
+
+        A correction gets no deal: it rewrites the deal of the invoice it corrects (`deal_upkeep`). An invoice
+        with a deal that is cancelled or no longer of a chosen kind keeps it, marked (`deal_mapping`)."""
         invoice = parse_invoice(raw)
         summary = self.summary
         if not invoice.income:
             summary.add("skipped_cost")
             return True
-        if invoice.kind not in self.invoice_kinds:
-            summary.add_to("skipped_by_kind", invoice.kind)
-            return True
-        link = self.store.deal_link(invoice.id)
-        if link is None and link_invoice_made_from_deal(self.store, invoice):
-            link = self.store.deal_link(invoice.id)  # made from a CRM deal: that deal is its deal
-        if invoice.cancelled and link is None:
-            summary.add("skipped_cancelled")
-            return True
-        crm_department_id = self.departments.to_crm(invoice.department_id, f"invoice {invoice.id}")
-        # The pairing of users is read once per run, on first use (set up here, so the run loop is untouched).
-        responsible = self.__dict__.setdefault("responsible", ResponsibleUsers(self.crm, self.config.fakturownia_users))
-        responsible_id = responsible.crm_user_for(invoice.raw.get("user_id"))
-        deal = build_deal(
-            invoice,
-            crm_client_id=self.clients.crm_client_for(invoice),
-            crm_department_id=crm_department_id,
-            amount=self.config.deal_amount,
-            invoice_url=self.fakturownia.invoice_url(invoice.id),
-            responsible_id=responsible_id,
-        )
-        if link is None:  # a new deal: counted with or without its responsible person
-            summary.add("deals_with_responsible" if responsible_id is not None else "deals_without_responsible")
-        return self.deals.write(invoice, link, deal, payload_hash(deal))
+        corrected_id = corrected_invoice_id(invoice)
+        if corrected_id is not None and corrected_id != invoice.id:
+            corrected = record_correction(self, invoice, corrected_id)
+            if corrected is None or corrected_invoice_id(parse_invoice(corrected)) is not None:
+                return True
+            return self._handle(corrected)
+        if invoice.kind == "correction" and invoice.kind in self.invoice_kinds:
+            raise RecordError("correction_without_invoice", f"correction {invoice.id} names no invoice it corrects")
+        out_of_kinds = invoice.kind not in self.invoice_kinds
+        with invoice_lock(self, invoice.id):  # its corrections may rewrite this deal from another thread
+            link = self.store.deal_link(invoice.id)
+            if link is None and not out_of_kinds and link_invoice_made_from_deal(self.store, invoice):
+                link = self.store.deal_link(invoice.id)  # made from a CRM deal: that deal is its deal
+            if out_of_kinds and (link is None or link.state != "linked"):
+                summary.add_to("skipped_by_kind", invoice.kind)
+                return True
+            if invoice.cancelled and link is None:
+                summary.add("skipped_cancelled")
+                return True
+            crm_department_id = self.departments.to_crm(invoice.department_id, f"invoice {invoice.id}")
+            # The pairing of users is read once per run, on first use (set up here: the run loop is untouched).
+            responsible = self.__dict__.setdefault(
+                "responsible", ResponsibleUsers(self.crm, self.config.fakturownia_users)
+            )
+            responsible_id = responsible.crm_user_for(invoice.raw.get("user_id"))
+            deal = build_deal(
+                invoice,
+                crm_client_id=self.clients.crm_client_for(invoice),
+                crm_department_id=crm_department_id,
+                amount=self.config.deal_amount,
+                invoice_url=self.fakturownia.invoice_url(invoice.id),
+                responsible_id=responsible_id,
+                corrections=self.store.corrections_of(invoice.id),
+                out_of_kinds=out_of_kinds,
+            )
+            digest = payload_hash(deal)
+            if defer_rebuilt(self, invoice, link, digest):
+                return True  # written after the sweep, once its corrections are known
+            if link is None:  # a new deal: counted with or without its responsible person
+                summary.add("deals_with_responsible" if responsible_id is not None else "deals_without_responsible")
+            elif link.state == "linked" and link.payload_hash != digest:  # written now with its marker
+                if out_of_kinds:
+                    summary.add("deals_marked_out_of_kinds")
+                if invoice.cancelled:
+                    summary.add("deals_marked_cancelled")
+            return self.deals.write(invoice, link, deal, digest, deal_shape_fingerprint(self.config))
 
     def _rehandle(self, invoice_id: int) -> None:
         """A pending claim left by a dead run for an invoice this sweep did not meet: fetch it and finish."""

@@ -30,6 +30,14 @@ class RunSummary:
     tax_id_warnings: int = 0  # a buyer's tax id that is no tax id (junk, failed checksum): used as none
     deals_with_responsible: int = 0  # new deals given the CRM user paired with the invoice's issuer
     deals_without_responsible: int = 0  # new deals whose invoice's issuer has no paired CRM user
+    deals_marked_cancelled: int = 0  # deals written with "(anulowana)": their invoice is cancelled
+    deals_marked_out_of_kinds: int = 0  # deals written with "(poza wybranymi rodzajami)": kind no longer chosen
+    corrections_applied: int = 0  # corrections written onto the deal of the invoice they correct
+    corrections_without_deal: int = 0  # corrections recorded for an invoice that has no deal (yet)
+    deals_reapplied: int = 0  # deals written under an older deal-shaping config, re-read and brought up to date
+    deals_reapply_remaining: int = 0  # such deals left for the next runs (a bounded batch per run)
+    deals_checked_in_crm: int = 0  # linked deals compared with one scan of the CRM's deals (about once a day)
+    deals_deleted_in_crm: int = 0  # linked deals newly found deleted in the CRM: reported, never recreated
     skipped_cost: int = 0
     skipped_cancelled: int = 0
     skipped_by_kind: Counter = field(default_factory=Counter)

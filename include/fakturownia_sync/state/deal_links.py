@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fakturownia_sync.state.engine import StoreEngine, utcnow
-from fakturownia_sync.state.schema import invoice_deals
+from fakturownia_sync.state.schema import invoice_corrections, invoice_deals
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,18 @@ class DealLink:
     invoice_updated_at: datetime | None
     claimed_by: str | None
     claimed_at: datetime | None
+    shape_fingerprint: str | None = None  # the deal-shaping config the deal was last written under
+    deal_deleted_at: datetime | None = None  # set once the deal was found deleted in the CRM: never written again
+
+
+@dataclass(frozen=True)
+class CorrectionRow:
+    """A correction invoice's difference to the invoice it corrects (negative for a price cut)."""
+
+    correction_id: int
+    number: str
+    price_net: Decimal
+    price_gross: Decimal
 
 
 def _deal_link(row: Any) -> DealLink:
@@ -39,6 +52,8 @@ def _deal_link(row: Any) -> DealLink:
         invoice_updated_at=m["invoice_updated_at"],
         claimed_by=m["claimed_by"],
         claimed_at=m["claimed_at"],
+        shape_fingerprint=m["shape_fingerprint"],
+        deal_deleted_at=m["deal_deleted_at"],
     )
 
 
@@ -136,7 +151,12 @@ class DealLinksStore(StoreEngine):
         return bool(changed)
 
     def confirm_deal(
-        self, invoice_id: int, deal_id: int, payload_hash: str | None, invoice_updated_at: datetime | None
+        self,
+        invoice_id: int,
+        deal_id: int,
+        payload_hash: str | None,
+        invoice_updated_at: datetime | None,
+        shape_fingerprint: str | None = None,
     ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -147,18 +167,28 @@ class DealLinksStore(StoreEngine):
                     state="linked",
                     payload_hash=payload_hash,
                     invoice_updated_at=invoice_updated_at,
+                    shape_fingerprint=shape_fingerprint,
                     claimed_by=None,
                     claimed_at=None,
                     updated_at=utcnow(),
                 )
             )
 
-    def record_deal_payload(self, invoice_id: int, payload_hash: str, invoice_updated_at: datetime | None) -> None:
+    def record_deal_payload(
+        self,
+        invoice_id: int,
+        payload_hash: str,
+        invoice_updated_at: datetime | None,
+        shape_fingerprint: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"payload_hash": payload_hash, "invoice_updated_at": invoice_updated_at}
+        if shape_fingerprint is not None:
+            values["shape_fingerprint"] = shape_fingerprint
         with self.engine.begin() as conn:
             conn.execute(
                 update(invoice_deals)
                 .where(invoice_deals.c.invoice_id == invoice_id)
-                .values(payload_hash=payload_hash, invoice_updated_at=invoice_updated_at, updated_at=utcnow())
+                .values(**values, updated_at=utcnow())
             )
 
     def release_claim(self, invoice_id: int) -> None:
@@ -169,3 +199,110 @@ class DealLinksStore(StoreEngine):
                     invoice_deals.c.invoice_id == invoice_id, invoice_deals.c.state == "pending"
                 )
             )
+
+    # Deal upkeep (`deal_upkeep`): re-applying a changed config, deals deleted in the CRM, corrections ----------
+
+    def stamp_deal_shape(self, invoice_ids: Iterable[int], shape_fingerprint: str | None) -> None:
+        """Record that these deals show the deal-shaping config `shape_fingerprint` (checked or rewritten);
+        None marks them stale, to be re-read by the next re-apply pass."""
+        ids = sorted({int(i) for i in invoice_ids})
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    update(invoice_deals)
+                    .where(invoice_deals.c.invoice_id.in_(ids[start : start + 500]))
+                    .values(shape_fingerprint=shape_fingerprint)
+                )
+
+    def _stale(self, shape_fingerprint: str) -> Any:
+        c = invoice_deals.c
+        shape = or_(c.shape_fingerprint.is_(None), c.shape_fingerprint != shape_fingerprint)
+        return (c.state == "linked", c.deal_id.is_not(None), c.deal_deleted_at.is_(None), shape)
+
+    def stale_deal_links(self, shape_fingerprint: str, limit: int) -> list[DealLink]:
+        """Up to `limit` linked deals written under another deal-shaping config, oldest invoice first."""
+        query = select(invoice_deals).where(*self._stale(shape_fingerprint))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(invoice_deals.c.invoice_id).limit(int(limit)))
+            return [_deal_link(row) for row in rows]
+
+    def count_stale_deal_links(self, shape_fingerprint: str) -> int:
+        query = select(func.count()).select_from(invoice_deals).where(*self._stale(shape_fingerprint))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def live_deal_ids(self) -> dict[int, int]:
+        """deal id → invoice id of every linked deal not known to be deleted in the CRM."""
+        c = invoice_deals.c
+        query = select(c.deal_id, c.invoice_id).where(
+            c.state == "linked", c.deal_id.is_not(None), c.deal_deleted_at.is_(None)
+        )
+        with self.engine.connect() as conn:
+            return {int(deal_id): int(invoice_id) for deal_id, invoice_id in conn.execute(query)}
+
+    def mark_deal_deleted(self, invoice_id: int) -> bool:
+        """Record that the invoice's deal is gone from the CRM; False when it was recorded already."""
+        c = invoice_deals.c
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(invoice_deals)
+                .where(c.invoice_id == int(invoice_id), c.deal_deleted_at.is_(None))
+                .values(deal_deleted_at=utcnow())
+            ).rowcount
+        return bool(changed)
+
+    def record_correction(
+        self, correction_id: int, corrected_invoice_id: int, number: str, price_net: Decimal, price_gross: Decimal
+    ) -> bool:
+        """Remember a correction invoice's difference; True when this is new or differs from what was stored."""
+        values = {
+            "corrected_invoice_id": int(corrected_invoice_id),
+            "number": number,
+            "price_net": str(price_net),
+            "price_gross": str(price_gross),
+        }
+        c = invoice_corrections.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(invoice_corrections).where(c.correction_id == int(correction_id))).first()
+            if row is not None and all(row._mapping[key] == value for key, value in values.items()):
+                return False
+            if row is not None:
+                conn.execute(
+                    update(invoice_corrections)
+                    .where(c.correction_id == int(correction_id))
+                    .values(**values, recorded_at=utcnow())
+                )
+                return True
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(invoice_corrections).values(correction_id=int(correction_id), **values, recorded_at=utcnow())
+                )
+        except IntegrityError:  # a concurrent run recorded it first: theirs is the same document
+            return False
+        return True
+
+    def forget_correction(self, correction_id: int) -> int | None:
+        """Drop a correction that no longer applies (cancelled); returns the invoice it corrected, if stored."""
+        c = invoice_corrections.c
+        with self.engine.begin() as conn:
+            corrected = conn.execute(
+                select(c.corrected_invoice_id).where(c.correction_id == int(correction_id))
+            ).scalar()
+            conn.execute(delete(invoice_corrections).where(c.correction_id == int(correction_id)))
+        return None if corrected is None else int(corrected)
+
+    def corrections_of(self, invoice_id: int) -> list[CorrectionRow]:
+        """The corrections recorded for an invoice, in the order they were issued (by id)."""
+        c = invoice_corrections.c
+        query = select(invoice_corrections).where(c.corrected_invoice_id == int(invoice_id)).order_by(c.correction_id)
+        with self.engine.connect() as conn:
+            return [
+                CorrectionRow(
+                    correction_id=int(row.correction_id),
+                    number=row.number,
+                    price_net=Decimal(row.price_net),
+                    price_gross=Decimal(row.price_gross),
+                )
+                for row in conn.execute(query)
+            ]

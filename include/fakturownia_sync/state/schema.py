@@ -85,6 +85,21 @@ invoice_deals = Table(
     Column("claimed_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("shape_fingerprint", String(32)),  # deal-shaping config the deal was last written under (0007)
+    Column("deal_deleted_at", UtcDateTime),  # when the linked deal was found deleted in the CRM (0007)
+)
+
+# A correction invoice's difference, by the invoice it corrects (migration 0007): that invoice's deal shows
+# the amount after its corrections, whichever of the two documents a run meets first.
+invoice_corrections = Table(
+    "invoice_corrections",
+    metadata,
+    Column("correction_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("corrected_invoice_id", BigInteger, nullable=False, index=True),
+    Column("number", String(250), nullable=False),
+    Column("price_net", String(40), nullable=False),
+    Column("price_gross", String(40), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
 )
 
 client_links = Table(
