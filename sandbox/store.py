@@ -224,13 +224,12 @@ class FakturowniaStore:
 
     def _move_invoices(self, listed: list[int], move: ListMove) -> None:
         """A list moving between two page reads: delete records from its first page, insert copies."""
+        sources = [dict(self.invoices[i]) for i in listed[: move.insert] if i in self.invoices]  # before deleting
         for invoice_id in list(listed[10 : 10 + move.delete] or listed[: move.delete]):
             self.delete_invoice(invoice_id)
-        for source_id in list(listed[: move.insert]):
-            source = self.invoices.get(source_id)
-            if source is not None:
-                keep = {k: v for k, v in source.items() if k not in ("id", "number", "token", "positions")}
-                self.create_invoice({**keep, "positions": [dict(p) for p in source.get("positions") or []]})
+        for source in sources:
+            keep = {k: v for k, v in source.items() if k not in ("id", "number", "token", "positions", "oid")}
+            self.create_invoice({**keep, "positions": [dict(p) for p in source.get("positions") or []]})
 
     def _move_clients(self, listed: list[int], move: ListMove) -> None:
         for client_id in list(listed[10 : 10 + move.delete] or listed[: move.delete]):

@@ -1,12 +1,19 @@
-"""`make soak`: a backfill under faults and kills ends exactly where a fault-free one does.
+"""`make soak`: a backfill under faults, kills and a moving list ends exactly where a fault-free one does.
 
 The sandbox answers 10% of requests with 5xx, 5% with 429 + `Retry-After` and drops 2% of connections
 after applying the write. A worker process runs the backfill (monthly windows, as the DAG's mapped tasks
 would) and is SIGKILLed three times mid-run; each time it is started again as Airflow retries a killed task
-(same DAG run, so it takes over its own claims). At the end the CRM is compared with a fault-free run of
-the same seed: duplicates, missing deals, and every quarantined invoice with its reason.
+(same DAG run, so it takes over its own claims). Before each start the invoice list is made to move while it
+is read (`--moves`: invoices deleted from, and copies inserted into, the list between two page reads, as a
+person tidying drafts would). Both runs end with one incremental sync, the scheduled safety net that picks up
+invoices inserted into windows already finished.
 
-    python -m scripts.soak [--invoices 10000] [--kills 3] [--seed 7] [--workdir DIR] [--json bench-results/soak.json]
+At the end the CRM is compared with a fault-free run of the same seed: duplicate deals; for every invoice
+that was neither deleted nor inserted, the same deal on the same client; every inserted invoice with a deal
+or a quarantine entry (nothing lost); every quarantined invoice with its reason.
+
+    python -m scripts.soak [--invoices 10000] [--kills 3] [--moves 3] [--seed 7] [--workdir DIR]
+                           [--json bench-results/soak.json]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = (date(2023, 10, 1), date(2026, 11, 30))
 FAULTS = {"error_rate": 0.10, "rate_limit_rate": 0.05, "drop_rate": 0.02}
+MOVE = {"list": "invoices", "after_reads": 1, "delete": 3, "insert": 2}
 OWNER = "fakturownia_backfill/manual__soak"
 
 
@@ -59,12 +67,22 @@ def run_backfill(spec: dict[str, Any]) -> dict[str, Any]:
                 retries += 1
         else:
             raise RuntimeError(f"window {window} did not finish")
+    for _attempt in range(8):  # the scheduled incremental sync: picks up what moved into finished windows
+        try:
+            InvoicesToDeals(fakturownia, crm, store, config, owner="fakturownia_invoices_to_deals/soak").run()
+            break
+        except (UnconfirmedWrites, ApiUnavailable):
+            retries += 1
+    else:
+        raise RuntimeError("the incremental sync after the backfill did not finish")
     connections.close()
     return {"task_retries": retries, "transport_retries": fakturownia.transport.retries + crm.transport.retries}
 
 
-def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> dict[str, Any]:
+def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, moves: int = 3, log=print) -> dict[str, Any]:
+    from fakturownia_sync.config import load_config
     from fakturownia_sync.state import StateStore
+    from sandbox.demo_config import DEMO_CONFIG
     from sandbox.inspection import crm_picture, deals_by_invoice, duplicates
     from sandbox.process import SandboxProcess
 
@@ -80,19 +98,22 @@ def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> 
         spec = _spec(clean, workdir / "clean.db")
         run_backfill(spec)
         expected = crm_picture(clean)
+        clean_invoices = {int(invoice["id"]) for invoice in clean.dump("fakturownia")["invoices"]}
         reference = StateStore(spec["state_url"])
         expected_quarantine = {e.record_id: e.reason for e in reference.open_quarantine("invoices_to_deals")}
         reference.close()
 
-    log(f"faulty run: {FAULTS}, {kills} SIGKILLs ...")
+    log(f"faulty run: {FAULTS}, {kills} SIGKILLs, {moves} list moves ...")
     with SandboxProcess(**size, **FAULTS) as faulty:
         spec = _spec(faulty, workdir / "faulty.db")
         expected_writes = len(expected["deals"]) + sum(expected["clients"].values())
+        mover = ListMover(faulty, moves)
         killed = 0
         for share in [(n + 1) / (kills + 1) for n in range(kills)]:
             worker = _start_worker(spec, workdir / "worker.log")
             deadline = time.monotonic() + 3600
             while _writes(faulty) < share * expected_writes and worker.poll() is None and time.monotonic() < deadline:
+                mover.keep_moving()
                 time.sleep(0.01)
             if worker.poll() is None:
                 os.kill(worker.pid, signal.SIGKILL)
@@ -100,11 +121,16 @@ def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> 
                 killed += 1
                 log(f"  SIGKILL {killed} after {_writes(faulty)} writes")
         worker = _start_worker(spec, workdir / "worker.log")
-        if worker.wait() != 0:
+        while worker.poll() is None:
+            mover.keep_moving()
+            time.sleep(0.01)
+        moved = mover.stop()  # a move still armed now would fire on the inspection reads below
+        if worker.returncode != 0:
             raise SystemExit(f"the last worker failed; see {workdir / 'worker.log'}")
         final = json.loads((workdir / "worker.out").read_text())
         got = crm_picture(faulty)
         grouped = deals_by_invoice(faulty)
+        final_invoices = faulty.dump("fakturownia")["invoices"]
         stats = {api: faulty.stats(api) for api in ("fakturownia", "sugester")}
         store = StateStore(spec["state_url"])
         entries = store.open_quarantine("invoices_to_deals")
@@ -115,25 +141,50 @@ def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, log=print) -> 
         for kind, count in api_stats["faults"].items():
             if kind != "latency":
                 faults[kind] = faults.get(kind, 0) + count
-    missing = sorted(set(expected["deals"]) - set(got["deals"]))
+    present = {int(invoice["id"]) for invoice in final_invoices}
+    deleted = {str(i) for i in clean_invoices - present}
+    inserted = {str(i) for i in present - clean_invoices}
+    kinds = load_config(DEMO_CONFIG).invoice_kinds
+    inserted_candidates = {
+        str(invoice["id"])
+        for invoice in final_invoices
+        if str(invoice["id"]) in inserted
+        and invoice.get("income") is not False
+        and invoice.get("kind") in kinds
+        and not invoice.get("cancelled")
+    }
+    quarantined_ids = {str(e.record_id) for e in entries}
+    unmoved_expected = {key: deal for key, deal in expected["deals"].items() if key not in deleted}
+    unmoved_got = {key: deal for key, deal in got["deals"].items() if key not in deleted | inserted}
+    missing = sorted(set(unmoved_expected) - set(got["deals"]))
+    different = sum(1 for key, deal in unmoved_expected.items() if key in got["deals"] and got["deals"][key] != deal)
+    duplicate_clients = sum(count - 1 for count in got["clients"].values() if count > 1) - sum(
+        count - 1 for count in expected["clients"].values() if count > 1
+    )
+    unmoved_quarantine = {e.record_id: e.reason for e in entries if str(e.record_id) not in inserted}
+    expected_unmoved_quarantine = {k: v for k, v in expected_quarantine.items() if str(k) not in deleted}
     return {
         "invoices": invoices,
         "kills": killed,
+        "list_moves": moved,
+        "invoices_deleted_while_read": len(deleted),
+        "invoices_inserted_while_read": len(inserted),
+        "inserted_invoices_lost": len(inserted_candidates - set(got["deals"]) - quarantined_ids),
         "faults_injected": faults,
         "requests": {api: stats[api]["requests"] for api in stats},
         "retries_in_last_worker": final,
         "duplicate_deals": sum(count - 1 for count in duplicates(grouped).values()),
         "missing_deals": len(missing),
-        "extra_deals": len(set(got["deals"]) - set(expected["deals"])),
-        "different_deals": sum(
-            1 for key in expected["deals"] if key in got["deals"] and got["deals"][key] != expected["deals"][key]
-        ),
-        "duplicate_clients": sum(count - 1 for count in got["clients"].values() if count > 1)
-        - sum(count - 1 for count in expected["clients"].values() if count > 1),
+        "extra_deals": len(set(unmoved_got) - set(unmoved_expected)),
+        "different_deals": different,
+        "duplicate_clients": duplicate_clients,
         "quarantined": len(entries),
         "quarantined_without_reason": sum(1 for e in entries if not (e.reason and e.message)),
-        "quarantine_same_as_fault_free": {e.record_id: e.reason for e in entries} == expected_quarantine,
-        "crm_equal_to_fault_free": got == expected,
+        "quarantine_same_as_fault_free": unmoved_quarantine == expected_unmoved_quarantine,
+        # With no list moves this is the whole CRM; with moves, every deal of an invoice that was not moved.
+        "crm_equal_to_fault_free": got == expected
+        if not moved
+        else (unmoved_got == unmoved_expected and duplicate_clients == 0),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
 
@@ -142,6 +193,50 @@ def _spec(sandbox, state_db: Path) -> dict[str, Any]:
     from fakturownia_sync.connections import SyncEndpoints
 
     return SyncEndpoints.of(sandbox, f"sqlite:///{state_db}").as_mapping()
+
+
+class ListMover:
+    """Makes the invoice list move between two page reads of the worker, `moves` times in all.
+
+    A move is armed in the sandbox to fire just before the next-but-one invoice-list read, whatever the worker
+    is reading then (a window, the incremental sweep, a bounds look-up); once it has fired the next is armed.
+    """
+
+    def __init__(self, sandbox: Any, moves: int) -> None:
+        self.url = f"{sandbox.url('fakturownia')}/_sandbox/list_moves"
+        self.left = moves
+        self.armed = False
+        self.fired = 0
+        self._checked = 0.0
+
+    def _pending(self) -> bool:
+        import requests
+
+        return "invoices" in requests.get(self.url, timeout=30).json()
+
+    def _arm(self, body: dict[str, Any]) -> None:
+        import requests
+
+        requests.post(self.url, json=body, timeout=30).raise_for_status()
+
+    def keep_moving(self) -> None:
+        if time.monotonic() - self._checked < 0.2:
+            return
+        self._checked = time.monotonic()
+        if self.armed and not self._pending():
+            self.armed, self.fired = False, self.fired + 1
+        if not self.armed and self.left > 0:
+            self._arm(MOVE)
+            self.armed, self.left = True, self.left - 1
+
+    def stop(self) -> int:
+        """Disarm what has not fired (a move that deletes and inserts nothing); returns the moves that fired."""
+        if self.armed and self._pending():
+            self._arm({**MOVE, "delete": 0, "insert": 0, "after_reads": 1_000_000})
+        elif self.armed:
+            self.fired += 1
+        self.armed = False
+        return self.fired
 
 
 def _writes(sandbox) -> int:
@@ -162,6 +257,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--invoices", type=int, default=10_000)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--moves", type=int, default=3, help="times the invoice list moves between two page reads")
     parser.add_argument("--seed", type=int, default=7, help="seed of the sandbox's data")
     parser.add_argument("--workdir", type=Path, help="keep the state DBs and the worker log here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "soak.json")
@@ -174,17 +270,23 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)  # the reference run's per-record warnings are not the point here
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        report = soak(args.invoices, args.kills, args.workdir, seed=args.seed)
+        report = soak(args.invoices, args.kills, args.workdir, seed=args.seed, moves=args.moves)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            report = soak(args.invoices, args.kills, Path(tmp), seed=args.seed)
+            report = soak(args.invoices, args.kills, Path(tmp), seed=args.seed, moves=args.moves)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     width = max(len(key) for key in report)
     print()
     for key, value in report.items():
         print(f"{key.replace('_', ' ').ljust(width)}  {value}")
-    ok = report["duplicate_deals"] == report["missing_deals"] == report["quarantined_without_reason"] == 0
+    ok = (
+        report["duplicate_deals"]
+        == report["missing_deals"]
+        == report["inserted_invoices_lost"]
+        == report["quarantined_without_reason"]
+        == 0
+    )
     print(f"\n{'PASS' if ok and report['crm_equal_to_fault_free'] else 'FAIL'}: JSON in {args.json}")
     sys.exit(0 if ok else 1)
 
