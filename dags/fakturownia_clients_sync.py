@@ -16,9 +16,11 @@ changes on the other, duplicates are recognised instead of copied, and departmen
 3. `export_client_review` writes the open review list as CSV (Param `review_csv_path`, default
    `$AIRFLOW_HOME/fakturownia_sync_review/client_review.csv`).
 
-**Never guessed.** A NIP or e-mail found on more than one client, duplicates within one system, look-alike
-names without evidence, invalid NIPs and unmapped departments go to the review list with both records and
-suggestions; nothing is written for them until a later run finds the data fixed. Nothing is ever deleted.
+**Never guessed.** A NIP or e-mail found on more than one client, duplicates within one system, a look-alike
+name at the same post code with nothing to tell the two apart, and unmapped departments go to the review
+list with both records and suggestions; nothing is written for them until a later run finds the data fixed.
+A look-alike that different NIPs tell apart is created and noted (`possible_duplicate`); an invalid tax id
+is noted, never a reason to hold. Nothing is ever deleted.
 
 **Params.** `full` (default false) re-reads both systems completely; a run where nothing differs writes
 nothing. `review_csv_path` overrides where the CSV goes.

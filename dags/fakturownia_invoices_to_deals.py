@@ -13,12 +13,14 @@ CRM, on the right client, with the invoice's number, amount, currency, departmen
    value (XCom) and log hold the run summary.
 
 **Nothing duplicated, nothing lost.** Deals carry `external_ids.fakturownia_invoice_id`; a retry or a
-re-run after a crash finds what an earlier attempt created. An invoice that cannot be handled (no buyer,
-invalid NIP, unmapped department, malformed date, refused by the CRM) is quarantined with its reason in the
-state DB; the run carries on and a later run retries it. Deleting an invoice never deletes its deal.
+re-run after a crash finds what an earlier attempt created, and an empty state DB is rebuilt from the CRM's
+external ids. An invoice that cannot be handled (unmapped department, malformed date, a buyer the client
+rules cannot decide, refused by the CRM) is quarantined with its reason in the state DB; the run carries on
+and a later run re-reads and retries it. A buyer with no card, NIP or e-mail gets its deal by the
+`anonymous_buyers` policy. Deleting an invoice never deletes its deal.
 
 Config keys: `invoice_kinds`, `department_map`, `no_department`, `deal_amount` (`gross`/`net`),
-`lookback_minutes`, `requests_per_minute`. See the README.
+`anonymous_buyers`, `lookback_minutes`, `requests_per_minute`. See the README.
 """
 
 from __future__ import annotations
