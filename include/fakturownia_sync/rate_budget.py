@@ -111,8 +111,8 @@ class RateBudget:
                     elapsed = max(0.0, now - self._last)
                     self._tokens = min(max(1.0, rate), self._tokens + elapsed * rate)
                     self._last = max(self._last, now)
-                    if self._tokens >= 1.0:
-                        self._tokens -= 1.0
+                    if self._tokens >= 1.0 - 1e-9:  # rounding must not leave a wait too small to move the clock
+                        self._tokens = max(0.0, self._tokens - 1.0)
                         return True
                     wait = (1.0 - self._tokens) / rate
                 if deadline is not None and now + wait > deadline:
