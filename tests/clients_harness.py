@@ -10,6 +10,7 @@ from fakturownia_sync.clients_sync import ClientsSync
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.state import StateStore
 from fakturownia_sync.sugester_client import external_ids_of
+from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 from tests.sync_harness import clients_for, demo_config
 
 
@@ -20,7 +21,7 @@ def make_clients_sync(
     *,
     owner: str = "tests/clients-1",
     full: bool = False,
-    stale_claim_minutes: int = 15,
+    stale_claim_minutes: int = STALE_CLAIM_MINUTES,
 ) -> ClientsSync:
     fakturownia, crm = clients_for(sandbox)
     return ClientsSync(

@@ -17,6 +17,7 @@ from fakturownia_sync.errors import ConfigError
 from fakturownia_sync.state import StateDbPathError, StateDbTooNew, StateDbUnreachable, StateStore
 from fakturownia_sync.state.engine import MIGRATIONS, VERSION_TABLE
 from fakturownia_sync.state.schema import metadata
+from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 
 
 def migrations_head() -> str:
@@ -49,8 +50,9 @@ def test_one_claim_per_invoice(store: StateStore) -> None:
 def test_claims_are_taken_over_by_the_same_run_or_when_stale(store: StateStore) -> None:
     store.claim_invoice(1, "dag/a", "h")
     now = datetime.now(UTC)
-    assert store.take_over_claim(1, "dag/b", "h", stale_before=now - timedelta(minutes=15)) is False
-    assert store.take_over_claim(1, "dag/a", "h2", stale_before=now - timedelta(minutes=15)) is True
+    stale = now - timedelta(minutes=STALE_CLAIM_MINUTES)
+    assert store.take_over_claim(1, "dag/b", "h", stale_before=stale) is False
+    assert store.take_over_claim(1, "dag/a", "h2", stale_before=stale) is True
     assert store.take_over_claim(1, "dag/b", "h3", stale_before=now + timedelta(seconds=1)) is True
     assert store.deal_link(1).claimed_by == "dag/b"
 

@@ -65,6 +65,7 @@ from fakturownia_sync.redaction import redact
 from fakturownia_sync.state import ClientLink, CreateClaim, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.sweep import Sweep, advanced_cursor, read_twice
+from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class ClientsSync:
         *,
         owner: str,
         full: bool = False,
-        stale_claim_minutes: int = 15,
+        stale_claim_minutes: int = STALE_CLAIM_MINUTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.fakturownia = fakturownia

@@ -67,6 +67,7 @@ from fakturownia_sync.run_summary import RunSummary
 from fakturownia_sync.state import QuarantineEntry, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.sweep import Sweep, advanced_cursor
+from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 from fakturownia_sync.users import ResponsibleUsers
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class InvoicesToDeals:
         owner: str,
         dry_run: bool = False,
         invoice_kinds: list[str] | None = None,
-        stale_claim_minutes: int = 15,
+        stale_claim_minutes: int = STALE_CLAIM_MINUTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.fakturownia = fakturownia
