@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from fakturownia_sync.claims import CRM_CLIENT, CRM_DEAL, FAKTUROWNIA_CLIENT, ClaimOutcome, create_under_claim
 from fakturownia_sync.errors import AmbiguousWriteError, ApiRejected
 from fakturownia_sync.state import StateStore
+from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 
 ROOT = Path(__file__).resolve().parents[1]
 CARD, NIP, EMAIL = "fakturownia:7", "nip:5261040828", "email:biuro@example.com"
@@ -27,7 +28,7 @@ def future() -> datetime:
 
 
 def past() -> datetime:
-    return datetime.now(UTC) - timedelta(minutes=15)
+    return datetime.now(UTC) - timedelta(minutes=STALE_CLAIM_MINUTES)
 
 
 class Calls:
