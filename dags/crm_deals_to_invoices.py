@@ -36,6 +36,7 @@ from airflow.sdk import dag, task
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import deal_invoicing_tasks
+from fakturownia_sync_airflow.tasks import OWNER
 
 
 @dag(
@@ -44,16 +45,23 @@ from fakturownia_sync_airflow import deal_invoicing_tasks
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    description="CRM deals in the chosen statuses become Fakturownia invoices, each exactly once (off by default).",
     doc_md=__doc__,
     tags=["fakturownia", "crm", "sync"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": TASK_EXECUTION_TIMEOUT},
+    default_args={
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": TASK_EXECUTION_TIMEOUT,
+    },
 )
 def crm_deals_to_invoices() -> None:
-    @task(retries=0, execution_timeout=SETUP_CHECK_TIMEOUT)
+    # check_setup holds the pool of the run's main task: it calls both APIs, and never waits for another pool.
+    @task(pool="fakturownia_api", retries=0, execution_timeout=SETUP_CHECK_TIMEOUT, multiple_outputs=False)
     def check_setup() -> dict:
         return deal_invoicing_tasks.check_setup()
 
-    @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT)
+    @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
     def sync_deals_to_invoices() -> dict:
         return deal_invoicing_tasks.sync_deals_to_invoices()
 

@@ -23,7 +23,8 @@ A look-alike that different NIPs tell apart is created and noted (`possible_dupl
 is noted, never a reason to hold. Nothing is ever deleted.
 
 **Params.** `full` (default false) re-reads both systems completely; a run where nothing differs writes
-nothing. `review_csv_path` overrides where the CSV goes.
+nothing. `review_csv_path` (optional) overrides where the CSV goes. Both can be left as they are: the form
+triggers with its defaults.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from airflow.sdk import Param, dag, task
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks
+from fakturownia_sync_airflow.tasks import OWNER
 
 
 @dag(
@@ -44,26 +46,45 @@ from fakturownia_sync_airflow import tasks
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    description="Two-way client sync between Fakturownia and the CRM; exports the client review list as CSV.",
     doc_md=__doc__,
     tags=["fakturownia", "crm", "sync", "clients"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": TASK_EXECUTION_TIMEOUT},
+    default_args={
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": TASK_EXECUTION_TIMEOUT,
+    },
     params={
-        "full": Param(False, type="boolean", description="Re-read both systems completely."),
+        "full": Param(
+            False,
+            type="boolean",
+            title="Full re-read",
+            description="Re-read every client of both systems instead of only those changed since the last run; "
+            "a run where nothing differs writes nothing.",
+        ),
         "review_csv_path": Param(
-            "", type="string", description="CSV file or directory for the review list; empty: under AIRFLOW_HOME."
+            None,
+            type=["null", "string"],
+            title="Review CSV file or folder (optional)",
+            description="Where the client review list is written: a file, or a folder ending in '/', relative to "
+            "the export folder ([fakturownia_sync] review_export_folder, else $AIRFLOW_HOME) or inside it. "
+            "Empty: fakturownia_sync_review/client_review.csv there. A path outside it fails the export, "
+            "naming this Param.",
         ),
     },
 )
 def fakturownia_clients_sync() -> None:
-    @task(retries=0, execution_timeout=SETUP_CHECK_TIMEOUT)
+    # check_setup holds the pool of the run's main task: it calls both APIs, and never waits for another pool.
+    @task(pool="fakturownia_api", retries=0, execution_timeout=SETUP_CHECK_TIMEOUT, multiple_outputs=False)
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT)
+    @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
     def sync_clients(params: dict[str, Any] | None = None) -> dict:
         return tasks.sync_clients(full=bool((params or {}).get("full")))
 
-    @task(retries=1)
+    @task(retries=1, multiple_outputs=False)  # the state DB only: no API, no pool
     def export_client_review(params: dict[str, Any] | None = None) -> dict:
         return tasks.export_client_review((params or {}).get("review_csv_path") or None)
 

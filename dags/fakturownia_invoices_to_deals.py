@@ -32,6 +32,7 @@ from airflow.sdk import dag, task
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks
+from fakturownia_sync_airflow.tasks import OWNER
 
 
 @dag(
@@ -40,16 +41,23 @@ from fakturownia_sync_airflow import tasks
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    description="Each Fakturownia sales invoice of the configured kinds becomes exactly one CRM deal.",
     doc_md=__doc__,
     tags=["fakturownia", "crm", "sync"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "execution_timeout": TASK_EXECUTION_TIMEOUT},
+    default_args={
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": TASK_EXECUTION_TIMEOUT,
+    },
 )
 def fakturownia_invoices_to_deals() -> None:
-    @task(retries=0, execution_timeout=SETUP_CHECK_TIMEOUT)
+    # check_setup holds the pool of the run's main task: it calls both APIs, and never waits for another pool.
+    @task(pool="sugester_api", retries=0, execution_timeout=SETUP_CHECK_TIMEOUT, multiple_outputs=False)
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="sugester_api", execution_timeout=TASK_EXECUTION_TIMEOUT)
+    @task(pool="sugester_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
     def sync_invoices_to_deals() -> dict:
         return tasks.sync_invoices_to_deals()
 

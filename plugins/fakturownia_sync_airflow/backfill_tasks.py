@@ -45,14 +45,20 @@ def _run(request: BackfillRequest, config: SyncConfig) -> BackfillRun:
     return BackfillRun(fakturownia, crm, SyncStateHook().get_conn(), config, request)
 
 
+def _skip(reason: str) -> AirflowSkipException:
+    """A skip that says why in the task's log, outside any collapsed group, before the task ends."""
+    log.info("Skipped: %s.", reason)
+    return AirflowSkipException(reason)
+
+
 def backfill_clients() -> dict[str, Any]:
     """The `clients` entity: one full two-way client sync before the invoice windows, so that the windows
     find every client linked already; both client bases stay in the state DB for the windows."""
     request, config = _request()
     if "clients" not in request.entities:
-        raise AirflowSkipException("Param 'entities' does not include clients")
+        raise _skip("Param 'entities' does not include clients, so no client sync runs before the windows")
     if request.dry_run:
-        raise AirflowSkipException("dry run: the client sync runs, writing nothing, in dry_run_backfill")
+        raise _skip("dry run: the client sync runs, writing nothing, in the task dry_run_backfill")
     run = _run(request, config)
     try:
         summary = run.sync_clients(_owner("/clients"))
@@ -68,7 +74,7 @@ def plan_backfill() -> list[dict[str, str]]:
     """The windows between the first and the last invoice of the range (a dry run plans in its own task)."""
     request, config = _request()
     if request.dry_run:
-        log.info("Dry run: every window runs in dry_run_backfill, none as a task of its own.")
+        log.info("Dry run: no window to plan here; every window runs in dry_run_backfill, none as a task of its own.")
         return []
     run = _run(request, config)
     try:
@@ -114,7 +120,7 @@ def dry_run_backfill() -> dict[str, Any]:
     counts are the real run's (see `backfill_run`). Per-window counts are logged and returned."""
     request, config = _request()
     if not request.dry_run:
-        raise AirflowSkipException("not a dry run: the windows run as tasks of their own")
+        raise _skip("not a dry run (Param 'dry_run' is off): the windows run as tasks of their own")
     run = _run(request, config)
 
     def logged(window: dict[str, str], summary: dict[str, Any]) -> None:
@@ -152,21 +158,73 @@ def dry_run_backfill() -> dict[str, Any]:
     return {**result, "totals": totals}
 
 
-def report_backfill(summaries: Any, dry: Any = None) -> dict[str, Any]:
-    """Totals over all windows of this run (windows skipped as finished earlier are not in them); a dry
-    run's come from its one task."""
+# The outcomes an invoice seen by a window can have, each a counter of the window's summary: together they
+# account for every invoice seen (`reconcile`).
+OUTCOMES = ("deals_created", "deals_recovered", "deals_updated", "deals_unchanged")
+
+
+def reconcile(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Invoices seen, and what became of them, over the windows: every count present, zeros too.
+
+    seen = created + recovered + updated + unchanged + skipped + quarantined + deferred; `not_accounted` is
+    what is left (0 when the counts add up), never hidden. `deals_recovered` (a deal an earlier, interrupted
+    attempt had created, found and linked) and `deals_deferred` (another run was creating the deal right
+    then; the window is retried) are outcomes too, so they are terms of the sum."""
+    counts = dict.fromkeys(("invoices_seen", *OUTCOMES, "skipped_cost", "skipped_cancelled", "deals_deferred"), 0)
+    skipped_by_kind: Counter[str] = Counter()
+    quarantined: Counter[str] = Counter()
+    for summary in windows:
+        for key in counts:
+            counts[key] += int(summary.get(key) or 0)
+        skipped_by_kind.update(summary.get("skipped_by_kind") or {})
+        quarantined.update(summary.get("quarantined_by_reason") or {})
+    skipped = counts["skipped_cost"] + counts["skipped_cancelled"] + sum(skipped_by_kind.values())
+    accounted = sum(counts[key] for key in OUTCOMES) + skipped + sum(quarantined.values()) + counts["deals_deferred"]
+    return {
+        "invoices_seen": counts["invoices_seen"],
+        **{key: counts[key] for key in OUTCOMES},
+        "invoices_skipped": skipped,
+        "invoices_quarantined": sum(quarantined.values()),
+        "deals_deferred": counts["deals_deferred"],
+        "not_accounted": counts["invoices_seen"] - accounted,
+        "skipped_cost": counts["skipped_cost"],
+        "skipped_cancelled": counts["skipped_cancelled"],
+        "skipped_by_kind": dict(sorted(skipped_by_kind.items())),
+        "quarantined_by_reason": dict(sorted(quarantined.items())),
+    }
+
+
+def report_backfill(summaries: Any, dry: Any = None, *, clients: Any = None) -> dict[str, Any]:
+    """The run's totals as one XCom (windows skipped as finished earlier are not in them): the same keys for
+    a dry run (from its one task) and a real one (the client step and every mapped window)."""
     if dry:
-        log.info("Backfill totals (dry run, nothing written):\n%s", render_summary(dry["totals"]))
-        return dry["totals"]
-    totals: dict[str, Any] = {"windows": 0}
-    for summary in summaries or []:
-        totals["windows"] += 1
-        for key, value in summary.items():
-            if isinstance(value, bool) or key in ("duration_seconds",):
-                totals[key] = value if isinstance(value, bool) else round(totals.get(key, 0) + value, 3)
-            elif isinstance(value, int | float):
-                totals[key] = totals.get(key, 0) + value
-            elif isinstance(value, dict) and key != "quarantine_open":
-                totals[key] = dict(Counter(totals.get(key, {})) + Counter(value))
-    log.info("Backfill totals:\n%s", render_summary(totals))
-    return totals
+        clients, windows = dry.get("clients"), list(dry.get("windows") or [])
+    else:
+        windows = [summary for summary in summaries or [] if summary]
+    totals = backfill_totals(clients or None, windows)
+    report = {"dry_run": bool(dry), "windows": len(windows), **reconcile(windows)}
+    report.update({key: value for key, value in totals.items() if key not in report})
+    log.info(
+        "Backfill%s: %d window(s); invoices seen %d = deals created %d + recovered %d + updated %d + unchanged %d "
+        "+ skipped %d + quarantined %d + deferred %d%s.",
+        " (dry run, nothing written)" if dry else "",
+        report["windows"],
+        report["invoices_seen"],
+        report["deals_created"],
+        report["deals_recovered"],
+        report["deals_updated"],
+        report["deals_unchanged"],
+        report["invoices_skipped"],
+        report["invoices_quarantined"],
+        report["deals_deferred"],
+        "" if report["not_accounted"] == 0 else f" + {report['not_accounted']} not accounted for",
+    )
+    if report["not_accounted"]:
+        log.warning(
+            "%d invoice(s) seen are in no outcome count: the engine counts as seen only an invoice met again "
+            "unchanged while still quarantined, and a correction that rewrites no deal (corrections_applied in "
+            "a dry run, corrections_without_deal, or none when met again unchanged).",
+            report["not_accounted"],
+        )
+    log.info("Backfill totals:\n%s", render_summary(report))
+    return report

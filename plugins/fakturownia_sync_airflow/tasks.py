@@ -27,6 +27,8 @@ from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncSt
 
 log = logging.getLogger(__name__)
 
+OWNER = "data-engineering"  # the DAGs' owner (default_args), shown in the UI's DAG list
+
 # The set-up check gives an unreachable account about half a minute, not the sync's several minutes.
 SETUP_CHECK_POLICY = RetryPolicy(max_attempts=4, backoff_initial=1.0, backoff_max=10.0, read_timeout=30.0)
 
