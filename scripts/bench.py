@@ -7,12 +7,17 @@ Scenarios (each measured in a fresh process, so peak RSS belongs to that scenari
   d  an incremental run with 1% of the invoices changed
   e  a dry-run backfill by month over ~5,000 invoices issued 2000-2026: calls next to the floor (the invoice
      pages of one full sweep + one pass over each side's client list + one call per non-empty window)
+  f  the default config at the rate limit: scenario a's backfill over ~5,000 invoices against the same
+     150 ms and 1,000 requests/minute per API, with no `requests_per_minute` and the default writer threads,
+     so the limit is learnt from the 429s (see `rate_budget`); target: within 1.10x the floor
 
 "Minimum calls" is what any correct sync must send: one list read per 100 invoices and per 100 client
 cards, one CRM client scan, one write per deal and per client created. The rate-limit floor is the
-minimum calls of the busier API divided by its limit. Writes a JSON file next to the printed table.
+minimum calls of the busier API divided by its limit (the sandbox's). Next to them, per API, the calls the
+runs needed (each request once) and made (retries included), retries and 429s, as the run summaries count
+them (`run_summary.api_calls`), and the sandbox's own count. Writes a JSON file next to the printed table.
 
-    python -m scripts.bench [--scenarios a b c d] [--repeat 3] [--json bench-results/bench.json]
+    python -m scripts.bench [--scenarios a b c d] [--repeat 3] [--scale 0.1] [--json bench-results/bench.json]
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "sandbox": {"invoices": 10_000, "clients": 1_000, "crm_clients": 300, "latency_ms": 150, "rpm": 1000},
         "rpm": 1000,
         "concurrency": 8,
+        "step": "backfill",
     },
     "b": {
         "title": "backfill 200k invoices, 5 ms, 100k rpm (memory)",
@@ -47,6 +53,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "sandbox": {"invoices": 200_000, "clients": 2_000, "crm_clients": 300, "latency_ms": 5, "rpm": 100_000},
         "rpm": 100_000,
         "concurrency": 16,
+        "step": "backfill",
     },
     "c": {
         "title": "incremental, nothing changed",
@@ -68,7 +75,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "range": ("2000-01-01", "2026-12-31"),
         "issued": ("2000-03-10", "2026-02-20"),  # spread over these days, in id order
     },
+    "f": {
+        "title": "default config at the rate limit, 5k, 1000 rpm",
+        "sandbox": {"invoices": 5_000, "clients": 500, "crm_clients": 150, "latency_ms": 150, "rpm": 1000},
+        "rpm": None,  # no `requests_per_minute`: the limit is learnt from 429 and Retry-After
+        "concurrency": None,  # the default `crm_write_concurrency`
+        "step": "backfill",
+        "target": 1.10,
+    },
 }
+API_NAMES = ("fakturownia", "sugester")
 
 
 def machine() -> str:
@@ -103,31 +119,38 @@ def _peak_rss_mb() -> float:
 # The measured part runs in a child process ------------------------------------------------------------
 
 
-def _engine(sandbox: dict[str, Any], state_url: str, rpm: int, concurrency: int, owner: str):
+def _engine(sandbox: dict[str, Any], state_url: str, rpm: int | None, concurrency: int | None, owner: str):
+    """The demo config, plus a `requests_per_minute` and writer threads when the scenario sets them (None:
+    the config's defaults, as a user who set nothing has them)."""
     from fakturownia_sync.config import load_config
     from fakturownia_sync.connections import SyncEndpoints, connect
     from fakturownia_sync.invoices_to_deals import InvoicesToDeals
     from sandbox.demo_config import DEMO_CONFIG
 
-    config = load_config(
-        {
-            **DEMO_CONFIG,
-            "requests_per_minute": {"fakturownia": rpm, "sugester": rpm},
-            "crm_write_concurrency": concurrency,
-        }
-    )
-    connections = connect(SyncEndpoints.from_mapping({**sandbox, "state_url": state_url}), requests_per_minute=rpm)
+    settings: dict[str, Any] = dict(DEMO_CONFIG)
+    if rpm is not None:
+        settings["requests_per_minute"] = {"fakturownia": rpm, "sugester": rpm}
+    if concurrency is not None:
+        settings["crm_write_concurrency"] = concurrency
+    config = load_config(settings)
+    endpoints = SyncEndpoints.from_mapping({**sandbox, "state_url": state_url})
+    connections = connect(endpoints, requests_per_minute=config.requests_per_minute.fakturownia)
     fakturownia, crm, store = connections.fakturownia, connections.crm, connections.store
-    return store, config, lambda: InvoicesToDeals(fakturownia, crm, store, config, owner=owner)
+    return connections, config, lambda: InvoicesToDeals(fakturownia, crm, store, config, owner=owner)
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one measured step against an already running sandbox; print the result as JSON."""
     from fakturownia_sync.backfill import BackfillRequest, plan_invoice_windows, record_finished_window
+    from fakturownia_sync.run_summary import add_api_calls
 
-    store, config, engine = _engine(spec["sandbox"], spec["state_url"], spec["rpm"], spec["concurrency"], spec["step"])
+    connections, config, engine = _engine(
+        spec["sandbox"], spec["state_url"], spec["rpm"], spec["concurrency"], spec["step"]
+    )
+    store = connections.store
     started = time.monotonic()
-    totals: dict[str, int] = {}
+    totals: dict[str, Any] = {}
+    calls: dict[str, dict[str, int]] = {}
     if spec["step"] == "backfill":
         params = {"date_from": HISTORY[0].isoformat(), "date_to": HISTORY[1].isoformat(), "window": "month"}
         request = BackfillRequest.from_params(params, config, HISTORY[1])
@@ -138,13 +161,31 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             record_finished_window(request, store, window, summary)
             for key in ("deals_created", "deals_updated", "clients_created", "invoices_seen"):
                 totals[key] = totals.get(key, 0) + summary[key]
+            calls = add_api_calls(calls, summary["api_calls"])
     else:  # an incremental run
         summary = engine().run()
         totals = {key: summary[key] for key in ("deals_created", "deals_updated", "clients_created", "invoices_seen")}
+        calls = summary["api_calls"]
     wall = time.monotonic() - started
     peak_rss_mb = _peak_rss_mb()
-    store.close()
-    return {"wall_seconds": round(wall, 2), "peak_rss_mb": round(peak_rss_mb, 1), **totals}
+    budgets = {
+        client.account.api.lower(): client.transport.budget for client in (connections.fakturownia, connections.crm)
+    }
+    connections.close()
+    return {
+        "wall_seconds": round(wall, 2),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        **totals,
+        "summary_api_calls": calls,  # needed / made / retries / 429s, as the run summaries count them
+        "rate_budget": {
+            api: {
+                "learnt_per_minute": None if budget.learnt is None else round(budget.learnt * 60, 1),
+                "cuts": budget.cuts,
+                "waited_seconds": round(budget.waited_seconds, 1),
+            }
+            for api, budget in budgets.items()
+        },
+    }
 
 
 def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -201,22 +242,56 @@ def measure(name: str, repeat: int, scale: float = 1.0) -> dict[str, Any]:
             if name == "d":
                 _touch_invoices(sandbox, share=0.01)
             sandbox.reset_stats()
-            result = _run_child({**spec, "step": "backfill" if name in ("a", "b") else "incremental"})
-            stats = {api: sandbox.stats(api) for api in ("fakturownia", "sugester")}
+            result = _run_child({**spec, "step": scenario.get("step", "incremental")})
+            stats = {api: sandbox.stats(api) for api in API_NAMES}
             result["api_calls"] = {api: stats[api]["requests"] for api in stats}  # as the server counted them
             result["writes"] = sum(stats["sugester"]["writes"].values())
             result["rate_limited"] = {api: stats[api]["faults"]["rate_limited"] for api in stats}
-            if name in ("a", "b"):
+            if scenario.get("step") == "backfill":
                 minimum = _minimum_calls(sandbox, result, scenario["sandbox"]["crm_clients"])
                 result["minimum_calls"] = minimum
-                floor = max(minimum.values()) / scenario["rpm"] * 60
+                floor = max(minimum.values()) / scenario["sandbox"]["rpm"] * 60  # the API's limit, not ours
                 result["floor_seconds"] = round(floor, 1)
                 result["vs_floor"] = round(result["wall_seconds"] / floor, 3)
             runs.append(result)
     median = {key: statistics.median(run[key] for run in runs) for key in ("wall_seconds", "peak_rss_mb")}
-    if name in ("a", "b"):
+    if scenario.get("step") == "backfill":
         median["vs_floor"] = statistics.median(run["vs_floor"] for run in runs)
     return {"scenario": name, "title": scenario["title"], "median": median, "runs": runs}
+
+
+def render_calls(result: dict[str, Any]) -> str:
+    """Scenario f's report: wall time against the floor, and per API the calls needed next to those made."""
+    scenario = SCENARIOS[result["scenario"]]
+    run = sorted(result["runs"], key=lambda r: r["wall_seconds"])[len(result["runs"]) // 2]
+    minimum, counted = run["minimum_calls"], run["summary_api_calls"]
+    busier = max(minimum, key=minimum.get)
+    target = scenario.get("target")
+    verdict = (
+        "" if target is None else f" (target <= {target:.2f}x: {'met' if run['vs_floor'] <= target else 'MISSED'})"
+    )
+    columns = ("minimum", "needed", "made", "retries")
+    head = f"  {'API':<12} " + " ".join(f"{c:>8}" for c in columns) + f" {'429s':>6}   sandbox: calls, 429s"
+    lines = [
+        f"{result['scenario']}. {result['title']}: backfill, 150 ms, no requests_per_minute",
+        f"  wall {run['wall_seconds']:.1f} s, floor {run['floor_seconds']:.1f} s ({minimum[busier]} minimum "
+        f"{busier} calls at {scenario['sandbox']['rpm']}/min): {run['vs_floor']:.2f}x the floor{verdict}",
+        head,
+    ]
+    for api in API_NAMES:
+        row = counted.get(api, {})
+        lines.append(
+            f"  {api:<12} {minimum[api]:>8} {row.get('needed', 0):>8} {row.get('made', 0):>8} "
+            f"{row.get('retries', 0):>8} {row.get('rate_limited', 0):>6}   "
+            f"{run['api_calls'][api]:>13}, {run['rate_limited'][api]:>4}"
+        )
+    for api, budget in run["rate_budget"].items():
+        learnt = "none" if budget["learnt_per_minute"] is None else f"{budget['learnt_per_minute']:.0f}/min"
+        lines.append(
+            f"  {api} rate budget: learnt {learnt} at the end, {budget['cuts']} cut(s), "
+            f"{budget['waited_seconds']:.0f} s waited over all threads"
+        )
+    return "\n".join(lines)
 
 
 def spread_history(path: Path, seed: int, sizes: dict[str, int], first: str, last: str) -> Path:
@@ -291,7 +366,8 @@ def backfill_calls(sandbox, state_url: str, date_from: str, date_to: str, concur
                 windows, _skipped = run.plan()
                 summaries = [run.run_window(window, f"bench/{window['date_from']}") for window in windows]
                 totals = backfill_totals(clients, summaries)
-        result[mode] = {"calls": requests_made(), "totals": totals}
+        # calls needed/made by the summaries, next to the counts (the dry run sends no writes: not compared)
+        result[mode] = {"calls": requests_made(), "api_calls": totals.pop("api_calls"), "totals": totals}
     floor = backfill_floor(sandbox, date_from, date_to, tuple(config.invoice_kinds))
     result["floor"] = {**floor, "total": sum(floor.values())}
     result["ratio"] = round(result["dry"]["calls"]["reads"] / result["floor"]["total"], 3)
@@ -395,6 +471,9 @@ def main() -> None:
     print(f"\nMachine: {report['machine']}\n")
     if results:
         print(render(results))
+    for result in results:
+        if result["scenario"] == "f":
+            print("\n" + render_calls(result))
     for result in backfill_results:
         print("\n" + render_backfill_calls(result))
     print(f"\nF = Fakturownia, S = Sugester; medians of {args.repeat} run(s). JSON: {args.json}")

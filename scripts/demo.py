@@ -177,7 +177,6 @@ def show_invoices(summary: dict, wall: float) -> None:
                 "quarantined this run, by reason": summary["quarantined_by_reason"] or "-",
                 "quarantine still open, by reason": summary["quarantine_open"] or "-",
                 "API calls": summary["api_calls"],
-                "API retries": summary["api_retries"],
                 "sync run time": f"{summary['duration_seconds']:.1f} s (whole `airflow dags test`: {wall:.1f} s)",
                 "run status": summary["status"],
             }

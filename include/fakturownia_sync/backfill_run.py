@@ -38,6 +38,7 @@ from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.invoices_to_deals import InvoicesToDeals
 from fakturownia_sync.records import parse_timestamp
+from fakturownia_sync.run_summary import add_api_calls
 from fakturownia_sync.simulated_writes import simulated_clients, simulated_writes
 from fakturownia_sync.state import StateStore
 from fakturownia_sync.sugester_client import SugesterClient
@@ -132,12 +133,8 @@ def dry_run(
                 run.read_client_bases()
             windows, skipped = run.plan(max_windows)
             summaries = []
-            before = {"fakturownia": 0, "sugester": 0}
-            for window in windows:
+            for window in windows:  # each summary counts its own window's calls (see `run_summary.api_calls`)
                 summary = run.run_window(window, f"{owner}/{window['date_from']}", ledger=False)
-                calls = dict(summary.get("api_calls") or {})
-                summary["api_calls"] = {api: calls.get(api, 0) - before.get(api, 0) for api in calls}
-                before = calls
                 summaries.append(summary)
                 on_window(window, summary)
             return {
@@ -163,7 +160,7 @@ COUNTED = (
 
 def backfill_totals(clients: dict[str, Any] | None, windows: list[dict[str, Any]]) -> dict[str, Any]:
     """What a backfill did, added up over its client step and its windows: the same keys for a dry run and
-    for the real run, so the two can be compared count by count."""
+    for the real run, so the two can be compared count by count (but `api_calls`: a dry run sends no write)."""
     totals: dict[str, Any] = {"windows": len(windows), **dict.fromkeys(COUNTED, 0)}
     crm_created = (clients or {}).get("created_in_crm", 0)
     linked = (clients or {}).get("clients_linked", 0)
@@ -184,4 +181,5 @@ def backfill_totals(clients: dict[str, Any] | None, windows: list[dict[str, Any]
     totals["client_review"] = dict((clients or {}).get("review_by_reason") or {})
     totals["skipped_by_kind"] = dict(sorted(skipped_by_kind.items()))
     totals["quarantined_by_reason"] = dict(sorted(quarantined.items()))
+    totals["api_calls"] = add_api_calls((clients or {}).get("api_calls"), *(s.get("api_calls") for s in windows))
     return totals

@@ -62,6 +62,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.linked_clients_merge import LinkedClientsMerge
 from fakturownia_sync.records import parse_timestamp
 from fakturownia_sync.redaction import redact
+from fakturownia_sync.run_summary import ApiCalls, api_calls
 from fakturownia_sync.state import ClientLink, CreateClaim, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.sweep import Sweep, advanced_cursor, read_twice
@@ -99,8 +100,7 @@ class ClientsSummary:
     review_resolved: int = 0
     deferred: int = 0
     unconfirmed: int = 0
-    api_calls: dict[str, int] = field(default_factory=dict)
-    api_retries: dict[str, int] = field(default_factory=dict)
+    api_calls: ApiCalls = field(default_factory=dict)  # see `run_summary.api_calls`
     cursor_before: str | None = None
     cursor_after: str | None = None
     duration_seconds: float = 0.0
@@ -140,6 +140,7 @@ class ClientsSync:
         self.clock = clock
         self.summary = ClientsSummary(full=full)
         self._secrets = (fakturownia.account.token, crm.account.token)
+        self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
         self.bases = ClientBases(store)
         self.review = ReviewBuilder(self.bases)
         parts = (fakturownia, crm, store)
@@ -206,11 +207,7 @@ class ClientsSync:
         summary = self.summary
         summary.cursor_after = cursor.isoformat() if cursor else None
         summary.duration_seconds = round(time.monotonic() - started_clock, 3)
-        summary.api_calls = {"fakturownia": self.fakturownia.transport.calls, "sugester": self.crm.transport.calls}
-        summary.api_retries = {
-            "fakturownia": self.fakturownia.transport.retries,
-            "sugester": self.crm.transport.retries,
-        }
+        summary.api_calls = api_calls(self.fakturownia, self.crm, since=self._api_calls_before)
         self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 
     # Reading -------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.invoice_from_deal import check_deal, deal_id_of_oid, deal_oid, invoice_payload
 from fakturownia_sync.records import Invoice, parse_timestamp
 from fakturownia_sync.redaction import redact
+from fakturownia_sync.run_summary import ApiCalls, api_calls
 from fakturownia_sync.state import QuarantineEntry, StateStore
 from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
 from fakturownia_sync.timing import STALE_CLAIM_MINUTES
@@ -94,7 +95,7 @@ class DealInvoicingSummary:
     quarantine_resolved: int = 0
     quarantine_withdrawn: int = 0
     quarantine_open: dict[str, int] = field(default_factory=dict)
-    api_calls: dict[str, int] = field(default_factory=dict)
+    api_calls: ApiCalls = field(default_factory=dict)  # see `run_summary.api_calls`
     duration_seconds: float = 0.0
 
     def add(self, name: str, amount: int = 1) -> None:
@@ -184,6 +185,7 @@ class DealsToInvoices:
         )  # fmt: skip
         self.invoiced_status: int | None = None
         self._secrets = (fakturownia.account.token, crm.account.token)
+        self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
 
     # The run -------------------------------------------------------------------------------------------
 
@@ -225,7 +227,7 @@ class DealsToInvoices:
     def _finish(self, run_id: int, started: float, error: str | None = None) -> None:
         summary = self.summary
         summary.duration_seconds = round(time.monotonic() - started, 3)
-        summary.api_calls = {"fakturownia": self.fakturownia.transport.calls, "sugester": self.crm.transport.calls}
+        summary.api_calls = api_calls(self.fakturownia, self.crm, since=self._api_calls_before)
         summary.quarantine_open = self.store.open_quarantine_counts(STREAM)
         self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
 

@@ -63,7 +63,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.invoice_clients import InvoiceClients
 from fakturownia_sync.records import Invoice, parse_invoice
 from fakturownia_sync.redaction import redact
-from fakturownia_sync.run_summary import RunSummary
+from fakturownia_sync.run_summary import RunSummary, api_calls
 from fakturownia_sync.state import QuarantineEntry, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.sweep import Sweep, advanced_cursor
@@ -109,6 +109,7 @@ class InvoicesToDeals:
         self.clients = InvoiceClients(fakturownia, crm, store, config, self.summary, **common)
         self.deals = DealWriter(crm, store, self.summary, **common)
         self._secrets = (fakturownia.account.token, crm.account.token)
+        self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
 
     # Runs ----------------------------------------------------------------------------------------------
 
@@ -173,11 +174,7 @@ class InvoicesToDeals:
         summary.list_reads = {"pages": sweep.reads, "records": sweep.records_read, "restarts": sweep.restarts}
         summary.cursor_after = cursor.isoformat() if cursor else None
         summary.duration_seconds = round(time.monotonic() - started_clock, 3)
-        summary.api_calls = {"fakturownia": self.fakturownia.transport.calls, "sugester": self.crm.transport.calls}
-        summary.api_retries = {
-            "fakturownia": self.fakturownia.transport.retries,
-            "sugester": self.crm.transport.retries,
-        }
+        summary.api_calls = api_calls(self.fakturownia, self.crm, since=self._api_calls_before)
         summary.quarantine_open = self.store.open_quarantine_counts(STREAM)
         if run_id is not None:
             self.store.finish_run(run_id, summary.status, summary.to_dict(), error)
