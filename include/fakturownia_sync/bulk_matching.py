@@ -38,6 +38,7 @@ import pandas as pd
 
 from fakturownia_sync.client_fields import FAKTUROWNIA_CLIENT_KEY
 from fakturownia_sync.client_keys import email_keys, names_unrelated_pairs, tax_keys
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.sugester_client import external_ids_of
 
 MAX_BLOCK_PAIRS = 400
@@ -60,8 +61,8 @@ class BulkMatch:
 
 
 def _digits_id(value: Any) -> int:
-    text = str(value).strip() if value is not None else ""
-    return int(text) if text.isdigit() else -1
+    """An id for an int64 column: -1 stands for "no id" (see `ids.as_id`)."""
+    return as_id(value) or -1
 
 
 def _display_name(record: dict[str, Any]) -> str:

@@ -72,15 +72,6 @@ def places(records: dict[int, dict[str, Any]]) -> Any:
     )
 
 
-def optional_int(value: Any) -> int | None:
-    if value in (None, "") or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def brief(record: dict[str, Any] | None) -> dict[str, Any]:
     """The fields a person needs to recognise a client in a suggestion."""
     if not record:

@@ -30,7 +30,6 @@ from fakturownia_sync.client_bases import (
     MIRROR_FIELDS,
     ClientBases,
     brief,
-    optional_int,
     places,
     trim,
 )
@@ -45,6 +44,7 @@ from fakturownia_sync.client_suggestions import LOOKALIKE_SCORE, similar_names
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import ApiAuthError, ApiRejected, ApiUnavailable, RecordError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.records import Party
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.state import ClientLink, StateStore
@@ -162,7 +162,7 @@ class ClientCreation:
             self.review.add(side, record_id, "no_name", "no name, first or last name: the other side refuses it")
             return False
         try:
-            department = optional_int(record.get("department_id"))
+            department = as_id(record.get("department_id"))
             (self.departments.to_crm if side == FAKTUROWNIA else self.departments.to_fakturownia)(department)
         except RecordError as exc:
             self.review.add(side, record_id, exc.reason, exc.message)
@@ -202,7 +202,7 @@ class ClientCreation:
         """Copy a Fakturownia client to the CRM under a claim on its card, NIP and e-mail (shared with invoices)."""
         f_raw = self.bases.fakturownia[f_id]
         keys = company_keys(f"fakturownia:{f_id}", f_raw.get("tax_no"), f_raw.get("email"))
-        crm_department = self.departments.to_crm(optional_int(f_raw.get("department_id")))
+        crm_department = self.departments.to_crm(as_id(f_raw.get("department_id")))
         fields = crm_client_fields(
             Party.from_client(f_raw), fakturownia_client_id=f_id, crm_department_id=crm_department
         )
@@ -239,7 +239,7 @@ class ClientCreation:
         `external_id` names the CRM client."""
         c_raw = self.bases.crm[c_id]
         keys = company_keys(f"crm:{c_id}", c_raw.get("tax_no"), c_raw.get("email"))
-        f_department = self.departments.to_fakturownia(optional_int(c_raw.get("department_id")))
+        f_department = self.departments.to_fakturownia(as_id(c_raw.get("department_id")))
         fields = fakturownia_client_fields(
             c_raw, crm_client_id=c_id, fakturownia_department_id=f_department, departments=self.departments.synced
         )

@@ -25,16 +25,12 @@ from fakturownia_sync.client_matching import CRM, CrmClientIndex
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import ApiNotFound, RecordDeferred, RecordError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.records import Party
 from fakturownia_sync.state import StateStore
 from fakturownia_sync.sugester_client import SugesterClient
 
 log = logging.getLogger(__name__)
-
-
-def _optional_int(value: Any) -> int | None:
-    text = str(value).strip() if value not in (None, "") and not isinstance(value, bool) else ""
-    return int(text) if text.isdigit() else None
 
 
 class DealClients:
@@ -74,7 +70,7 @@ class DealClients:
         return self._cards[fakturownia_id]
 
     def fakturownia_client_for(self, deal: dict[str, Any]) -> int:
-        crm_id = _optional_int(deal.get("client_id"))
+        crm_id = as_id(deal.get("client_id"))
         if crm_id is None:
             raise RecordError("deal_without_client", f"deal {deal.get('id')} has no client; pick one in the CRM")
         links = self._client_links()
@@ -133,9 +129,7 @@ class DealClients:
                 f"deal {deal.get('id')}: CRM client {crm_id} has NIP {party.tax_no!r}, which fails its checksum; "
                 "fix it before the client is copied to Fakturownia",
             )
-        department = self.departments.to_fakturownia(
-            _optional_int(crm_card.get("department_id")), f"CRM client {crm_id}"
-        )
+        department = self.departments.to_fakturownia(as_id(crm_card.get("department_id")), f"CRM client {crm_id}")
         fields = fakturownia_client_fields(
             crm_card, crm_client_id=crm_id, fakturownia_department_id=department, departments=self.departments.synced
         )

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.records import Invoice
 
 if TYPE_CHECKING:
@@ -71,11 +72,9 @@ def corrected_invoice_id(invoice: Invoice) -> int | None:
     if invoice.kind != "correction":
         return None
     for key in ("invoice_id", "from_invoice_id"):
-        value = invoice.raw.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
-            return int(value)
+        corrected = as_id(invoice.raw.get(key))
+        if corrected is not None:
+            return corrected
     return None
 
 

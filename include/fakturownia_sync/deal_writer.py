@@ -33,6 +33,7 @@ from typing import Any
 
 from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY, payload_hash
 from fakturownia_sync.errors import AmbiguousWriteError, ApiNotFound, ApiRejected, RecordDeferred, RecordError
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.records import Invoice
 from fakturownia_sync.run_summary import RunSummary
 from fakturownia_sync.state import DealLink, StateStore
@@ -154,9 +155,9 @@ class DealWriter:
             if self._deals_by_invoice is None or reload:
                 index: dict[int, int] = {}
                 for deal in self.crm.iter_deals():
-                    invoice_id = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
-                    if invoice_id and invoice_id.isdigit():
-                        index.setdefault(int(invoice_id), int(deal["id"]))
+                    invoice_id = as_id(external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY))
+                    if invoice_id is not None:
+                        index.setdefault(invoice_id, int(deal["id"]))
                 self._deals_by_invoice = index
             return self._deals_by_invoice
 
@@ -170,9 +171,9 @@ class DealWriter:
         with self._lock:
             by_invoice: dict[int, dict[str, Any]] = {}
             for deal in self.crm.iter_deals():
-                invoice_id = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
-                if invoice_id and invoice_id.isdigit() and deal.get("id") is not None:
-                    by_invoice.setdefault(int(invoice_id), deal)
+                invoice_id = as_id(external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY))
+                if invoice_id is not None and deal.get("id") is not None:
+                    by_invoice.setdefault(invoice_id, deal)
             self._deals_by_invoice = {invoice_id: int(deal["id"]) for invoice_id, deal in by_invoice.items()}
         linked = 0
         for invoice_id, deal in by_invoice.items():

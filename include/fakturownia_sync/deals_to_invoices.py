@@ -18,7 +18,7 @@ No loop, no echo
     The invoice is linked to its deal in the state DB's invoice ↔ deal links the moment Fakturownia answers,
     so `fakturownia_invoices_to_deals` updates that deal instead of creating a second one; an invoice it meets
     whose `oid` names a deal under one of our claims is linked to that deal even if we died before linking it
-    (`link_invoice_made_from_deal`). The deal then gets the invoice's link and `external_ids`, and moves to
+    (`deal_origin.link_invoice_made_from_deal`). The deal then gets the invoice's link and `external_ids`, and moves to
     `deal_invoicing.invoiced_status` when one is set.
 
 Bad input, nothing lost
@@ -35,27 +35,29 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fakturownia_sync.claims import FAKTUROWNIA_INVOICE, create_under_claim, stale_cutoff
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_clients import DealClients
 from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY
+from fakturownia_sync.deal_statuses import resolve_statuses
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
     ApiAuthError,
     ApiNotFound,
     ApiRejected,
     ApiUnavailable,
-    ConfigError,
     RecordDeferred,
     RecordError,
     SyncError,
 )
 from fakturownia_sync.fakturownia_client import FakturowniaClient
-from fakturownia_sync.invoice_from_deal import check_deal, deal_id_of_oid, deal_oid, invoice_payload
-from fakturownia_sync.records import Invoice, parse_timestamp
+from fakturownia_sync.ids import as_id
+from fakturownia_sync.invoice_from_deal import check_deal, deal_oid, invoice_payload
+from fakturownia_sync.quarantine_retry import nothing_new
+from fakturownia_sync.records import parse_timestamp
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.run_summary import ApiCalls, api_calls
 from fakturownia_sync.state import QuarantineEntry, StateStore
@@ -105,54 +107,6 @@ class DealInvoicingSummary:
         data = dict(self.__dict__)
         data["quarantined_by_reason"] = dict(sorted(self.quarantined_by_reason.items()))
         return data
-
-
-def _status_id(value: Any) -> int | None:
-    text = str(value).strip() if value not in (None, "") and not isinstance(value, bool) else ""
-    return int(text) if text.isdigit() else None
-
-
-def resolve_statuses(crm: SugesterClient, config: SyncConfig) -> tuple[dict[int, str], int | None]:
-    """The CRM deal status ids (→ names) that mark a deal for invoicing, and the invoiced status id or None.
-
-    Raises `ConfigError` naming the first configured status the CRM does not have."""
-    settings = config.deal_invoicing
-    known = [status for status in crm.deal_statuses() if _status_id(status.get("id")) is not None]
-    by_id = {_status_id(status["id"]): str(status.get("name") or "") for status in known}
-    by_name = {name.casefold(): status_id for status_id, name in by_id.items()}
-
-    def resolve(ref: str | int, key: str) -> int:
-        if isinstance(ref, int):
-            if ref in by_id:
-                return ref
-        elif ref.strip().casefold() in by_name:
-            return by_name[ref.strip().casefold()]
-        names = ", ".join(repr(name) for name in sorted(by_id.values())) or "none"
-        raise ConfigError(
-            f"Variable 'fakturownia_sync_config' key '{key}': the CRM has no deal status {ref!r} "
-            f"(its deal statuses: {names})."
-        )
-
-    wanted = {resolve(ref, "deal_invoicing.statuses"): "" for ref in settings.statuses}
-    invoiced = None
-    if settings.invoiced_status is not None:
-        invoiced = resolve(settings.invoiced_status, "deal_invoicing.invoiced_status")
-    return {status_id: by_id[status_id] for status_id in wanted}, invoiced
-
-
-def link_invoice_made_from_deal(store: StateStore, invoice: Invoice) -> bool:
-    """For `fakturownia_invoices_to_deals`: link an invoice made from a CRM deal to that deal before it would
-    make a second one. True when the invoice is (now) linked to its deal; False when it was not made from a
-    deal by this product (no `oid`, or an `oid` under none of our claims, e.g. a shop's order number)."""
-    deal_id = deal_id_of_oid(invoice.raw.get("oid"))
-    if deal_id is None:
-        return False
-    claim = store.create_claim(FAKTUROWNIA_INVOICE, f"deal:{deal_id}")
-    if claim is None or (claim.created_id is not None and claim.created_id != invoice.id):
-        return False
-    # Ours, confirmed or not: an unconfirmed claim means the create landed and we died (or lost the answer)
-    # before recording it. Its oid proves which deal it is for.
-    return store.link_invoice_made_from_deal(invoice.id, deal_id, invoice.updated_at)
 
 
 class DealsToInvoices:
@@ -236,13 +190,13 @@ class DealsToInvoices:
         seen: set[str] = set()
         for deal in self.crm.iter_deals():
             self.summary.add("deals_seen")
-            if _status_id(deal.get("status_id")) not in wanted:
+            if as_id(deal.get("status_id")) not in wanted:
                 continue
             self.summary.add("deals_marked")
             seen.add(str(deal.get("id")))
             entry = quarantined.get(str(deal.get("id")))
             if entry is not None:
-                if self._same_as_quarantined(entry, deal):
+                if nothing_new(entry, deal, self.config, self.clock()):
                     continue
                 self.summary.add("quarantine_retried")
             self.handle(deal)
@@ -250,23 +204,15 @@ class DealsToInvoices:
             if record_id not in seen:
                 self._recheck(record_id, entry, wanted)
 
-    def _retry_due(self, entry: QuarantineEntry) -> bool:
-        due_before = self.clock() - timedelta(minutes=self.config.quarantine_retry_minutes)
-        return entry.config_fingerprint != self.config.fingerprint() or entry.last_seen_at <= due_before
-
-    def _same_as_quarantined(self, entry: QuarantineEntry, deal: dict[str, Any]) -> bool:
-        unchanged = isinstance(entry.payload, dict) and entry.payload.get("updated_at") == deal.get("updated_at")
-        return unchanged and not self._retry_due(entry)
-
     def _recheck(self, record_id: str, entry: QuarantineEntry, wanted: dict[int, str]) -> None:
         """A quarantined deal the scan did not meet in a marked status: re-read it; withdrawn when it is gone or
         no longer asks for an invoice, retried when it does."""
-        deal_id = _status_id(record_id)
+        deal_id = as_id(record_id)
         try:
             deal = self.crm.get_deal(deal_id) if deal_id is not None else None
         except ApiNotFound:
             deal = None
-        if deal is not None and _status_id(deal.get("status_id")) in wanted:
+        if deal is not None and as_id(deal.get("status_id")) in wanted:
             self.summary.add("quarantine_retried")
             self.handle(deal)
         elif self.store.resolve_quarantine(STREAM, record_id):
@@ -330,7 +276,7 @@ class DealsToInvoices:
             client_card=self.clients.card(fakturownia_client_id),
             settings=self.settings,
             departments=self.departments,
-            crm_department_id=_status_id(deal.get("department_id")),
+            crm_department_id=as_id(deal.get("department_id")),
             today=self.today(),
         )
         stale_before = stale_cutoff(self.clock(), self.stale_claim_minutes)

@@ -21,6 +21,7 @@ from typing import Any
 from fakturownia_sync.config import DealInvoicing
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import RecordError
+from fakturownia_sync.ids import as_id
 
 DEFAULT_CURRENCY = "PLN"  # what the CRM shows for a deal with no currency
 # ISO 4217 codes in current use that Fakturownia accepts as an invoice currency.
@@ -42,8 +43,7 @@ def deal_oid(deal_id: int) -> str:
 
 def deal_id_of_oid(oid: Any) -> int | None:
     """The deal id an invoice's `oid` names when it was made from a deal (a plain positive integer), else None."""
-    text = str(oid).strip() if oid not in (None, "") else ""
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    return as_id(oid)
 
 
 def _price(deal: dict[str, Any]) -> Decimal:

@@ -46,9 +46,9 @@ from typing import Any
 
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_mapping import build_deal, corrected_invoice_id, deal_shape_fingerprint, payload_hash
+from fakturownia_sync.deal_origin import link_invoice_made_from_deal
 from fakturownia_sync.deal_upkeep import defer_rebuilt, invoice_lock, keep_deals_up, record_correction
 from fakturownia_sync.deal_writer import RECOVERY_ROUNDS, DealWriter
-from fakturownia_sync.deals_to_invoices import link_invoice_made_from_deal
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
     ApiAuthError,
@@ -60,7 +60,9 @@ from fakturownia_sync.errors import (
     SyncError,
 )
 from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.invoice_clients import InvoiceClients
+from fakturownia_sync.quarantine_retry import nothing_new, retry_due
 from fakturownia_sync.records import Invoice, parse_invoice
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.run_summary import RunSummary, api_calls
@@ -108,6 +110,7 @@ class InvoicesToDeals:
         common = {"owner": owner, "dry_run": dry_run, "stale_claim_minutes": stale_claim_minutes, "clock": clock}
         self.clients = InvoiceClients(fakturownia, crm, store, config, self.summary, **common)
         self.deals = DealWriter(crm, store, self.summary, **common)
+        self.responsible = ResponsibleUsers(crm, config.fakturownia_users)  # paired on first use
         self._secrets = (fakturownia.account.token, crm.account.token)
         self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
 
@@ -196,7 +199,7 @@ class InvoicesToDeals:
                         record_id = raw.get("id")
                         handled.add(record_id)
                         entry = quarantined.get(str(record_id))
-                        if entry is not None and self._same_as_quarantined(entry, raw):
+                        if entry is not None and nothing_new(entry, raw, self.config, self.clock()):
                             self.summary.add("invoices_seen")
                         else:
                             batch.append(pool.submit(self.handle, raw))
@@ -209,15 +212,6 @@ class InvoicesToDeals:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         return handled
-
-    def _retry_due(self, entry: QuarantineEntry) -> bool:
-        due_before = self.clock() - timedelta(minutes=self.config.quarantine_retry_minutes)
-        return entry.config_fingerprint != self.config.fingerprint() or entry.last_seen_at <= due_before
-
-    def _same_as_quarantined(self, entry: QuarantineEntry, raw: dict[str, Any]) -> bool:
-        """The sweep meets this unchanged, quarantined invoice again: nothing new to try yet."""
-        unchanged = isinstance(entry.payload, dict) and entry.payload.get("updated_at") == raw.get("updated_at")
-        return unchanged and not self._retry_due(entry)
 
     def _retry_quarantined(self, seen: set[int]) -> None:
         """Give records put aside earlier another go, with their current version read from Fakturownia.
@@ -234,10 +228,10 @@ class InvoicesToDeals:
         for entry in self.store.iter_open_quarantine(STREAM):
             if not isinstance(entry.payload, dict) or entry.payload.get("id") in seen:
                 continue
-            if not self._retry_due(entry):
+            if not retry_due(entry, self.config, self.clock()):
                 continue
             self.summary.add("quarantine_retried")
-            invoice_id = _as_id(entry.payload.get("id"))
+            invoice_id = as_id(entry.payload.get("id"))
             if invoice_id is None:
                 self.handle(entry.payload, retry=True)
                 continue
@@ -331,11 +325,7 @@ class InvoicesToDeals:
                 summary.add("skipped_cancelled")
                 return True
             crm_department_id = self.departments.to_crm(invoice.department_id, f"invoice {invoice.id}")
-            # The pairing of users is read once per run, on first use (set up here: the run loop is untouched).
-            responsible = self.__dict__.setdefault(
-                "responsible", ResponsibleUsers(self.crm, self.config.fakturownia_users)
-            )
-            responsible_id = responsible.crm_user_for(invoice.raw.get("user_id"))
+            responsible_id = self.responsible.crm_user_for(invoice.raw.get("user_id"))
             deal = build_deal(
                 invoice,
                 crm_client_id=self.clients.crm_client_for(invoice),
@@ -366,17 +356,6 @@ class InvoicesToDeals:
             self.store.release_claim(invoice_id)  # the invoice is gone and no deal was created for it
             return
         self.handle(raw, retry=True)
-
-
-def _as_id(value: Any) -> int | None:
-    """A record id usable in a URL, or None (missing, or not a whole number)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def _wait_all(futures: list[Future]) -> None:

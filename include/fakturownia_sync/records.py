@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fakturownia_sync.errors import RecordError
+from fakturownia_sync.ids import as_id
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -42,15 +43,6 @@ def _money(value: Any, field: str, record_id: Any) -> Decimal:
     if not amount.is_finite():
         raise RecordError("malformed_amount", f"invoice {record_id}: {field} {value!r} is not a number")
     return amount
-
-
-def _optional_int(value: Any) -> int | None:
-    if value in (None, "", 0, "0"):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _text(value: Any) -> str:
@@ -99,7 +91,7 @@ class Party:
             last_name=_text(raw.get("last_name")),
             note=_text(raw.get("note")),
             company=raw.get("company") not in (False, "0", 0, "false"),
-            department_id=_optional_int(raw.get("department_id")),
+            department_id=as_id(raw.get("department_id")),
             external_id=_text(raw.get("external_id")),
         )
 
@@ -157,8 +149,8 @@ def parse_invoice(raw: dict[str, Any]) -> Invoice:
         currency=_text(raw.get("currency")) or "PLN",
         price_net=_money(raw.get("price_net", "0"), "price_net", invoice_id),
         price_gross=_money(raw.get("price_gross", "0"), "price_gross", invoice_id),
-        client_id=_optional_int(raw.get("client_id")),
-        department_id=_optional_int(raw.get("department_id")),
+        client_id=as_id(raw.get("client_id")),
+        department_id=as_id(raw.get("department_id")),
         updated_at=parse_timestamp(raw.get("updated_at")),
         buyer=Party.from_invoice_buyer(raw),
         raw=raw,

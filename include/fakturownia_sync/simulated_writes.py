@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.transport import ApiTransport
 
@@ -52,7 +53,7 @@ class SimulatedWritesTransport:
 
 def _id_in(path: str) -> int | None:
     stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
-    return int(stem) if stem.isdigit() else None
+    return as_id(stem)
 
 
 def simulated_clients(fakturownia: FakturowniaClient, crm: SugesterClient) -> tuple[FakturowniaClient, SugesterClient]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from fakturownia_sync.config import FakturowniaUser
 from fakturownia_sync.errors import ApiMalformed, ApiNotFound, ApiRejected
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.sugester_client import SugesterClient
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,10 @@ def fakturownia_users(configured: list[FakturowniaUser]) -> list[User]:
 def _crm_user(raw: Any) -> User | None:
     if not isinstance(raw, dict):
         return None
-    user_id = raw.get("id")
-    if isinstance(user_id, bool) or not isinstance(user_id, (int, str)) or not str(user_id).strip().isdigit():
+    user_id = as_id(raw.get("id"))
+    if user_id is None:
         return None
-    return User(int(user_id), str(raw.get("login") or ""), str(raw.get("email") or ""), str(raw.get("name") or ""))
+    return User(user_id, str(raw.get("login") or ""), str(raw.get("email") or ""), str(raw.get("name") or ""))
 
 
 def crm_users(crm: SugesterClient) -> CrmUsers:
@@ -201,7 +202,5 @@ class ResponsibleUsers:
 
     def crm_user_for(self, fakturownia_user_id: Any) -> int | None:
         """The paired CRM user id for an invoice's `user_id` (any spelling of an id), else None."""
-        text = str(fakturownia_user_id).strip() if fakturownia_user_id not in (None, "") else ""
-        if not text.isdigit():
-            return None
-        return self.pairing().crm_user_for(int(text))
+        user_id = as_id(fakturownia_user_id)
+        return None if user_id is None else self.pairing().crm_user_for(user_id)

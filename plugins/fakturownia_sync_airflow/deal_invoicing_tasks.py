@@ -12,7 +12,8 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from fakturownia_sync.deals_to_invoices import DealsToInvoices, resolve_statuses
+from fakturownia_sync.deal_statuses import resolve_statuses
+from fakturownia_sync.deals_to_invoices import DealsToInvoices
 from fakturownia_sync.errors import ApiAuthError, ConfigError
 from fakturownia_sync.run_summary import render_summary
 from fakturownia_sync_airflow import tasks
