@@ -7,9 +7,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from fakturownia_sync.invoice_clients import WALK_IN_BUYER_NAME
+from fakturownia_sync.invoices_to_deals import InvoicesToDeals
 from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
-from tests.sync_harness import deals_by_invoice, demo_config, make_sync
+from tests.sync_harness import clients_for, deals_by_invoice, demo_config, make_sync
 
 
 @pytest.fixture
@@ -66,3 +68,32 @@ def test_quarantine_policy_holds_anonymous_buyers(sandbox, store: StateStore) ->
     summary = make_sync(sandbox, store, demo_config(anonymous_buyers={"policy": "quarantine"})).run()
     assert summary["quarantined_by_reason"] == {"anonymous_buyer": 1}
     assert invoice not in deals_by_invoice(sandbox)
+
+
+def test_a_replaced_state_db_finds_anonymous_buyers_clients_by_their_marker_and_moves_no_deal(tmp_path) -> None:
+    # Seeded invoices include buyers with no name at all (the walk-in client), which the API refuses to make.
+    with SandboxProcess(seed=7, clients=40, invoices=60, crm_clients=20) as sandbox:
+        invoices = [receipt(sandbox, "Jan Kowalski"), receipt(sandbox, "Jan Kowalski"), receipt(sandbox, "Anna Nowak")]
+        first = StateStore.open(f"sqlite:///{tmp_path / 'first.db'}")
+        try:
+            anonymous = make_sync(sandbox, first).run()["deals_for_anonymous_buyers"]
+        finally:
+            first.close()
+        crm = sandbox.dump("sugester")["clients"]
+        marked = {c["id"] for c in crm if "[fakturownia_sync anonymous:" in str(c.get("note") or "")}
+        walk_in = {c["id"] for c in crm if c["name"] == WALK_IN_BUYER_NAME}
+        assert anonymous > len(invoices) and len(marked) >= 3 and len(walk_in) == 1
+        deals_before = deals_by_invoice(sandbox)
+
+        replaced = StateStore.open(f"sqlite:///{tmp_path / 'replaced.db'}")  # lost: a new, empty SQLite file
+        try:
+            fakturownia, crm_api = clients_for(sandbox)
+            dry = InvoicesToDeals(fakturownia, crm_api, replaced, demo_config(), owner="tests/dry", dry_run=True).run()
+            summary = make_sync(sandbox, replaced, owner="tests/run-2").run()
+        finally:
+            replaced.close()
+        assert dry["clients_created"] == 0
+        assert summary["clients_created"] == 0 and summary["deals_created"] == summary["deals_updated"] == 0
+        assert summary["deals_for_anonymous_buyers"] == anonymous  # each deal once, though handled twice
+        assert {c["id"] for c in sandbox.dump("sugester")["clients"]} == {c["id"] for c in crm}
+        assert deals_by_invoice(sandbox) == deals_before  # no deal moved to another client

@@ -119,8 +119,20 @@ class CrmClientIndex:
         with self._guard:
             return self._match_buyer(buyer)
 
-    def _match_buyer(self, buyer: dict[str, Any]) -> ClientDecision:
+    def card_for_buyer(self, buyer: dict[str, Any]) -> dict[str, Any] | None:
+        """The one client card a buyer without a card names (the card `match_buyer` answers with), or None.
+        That card is the buyer's company: a create for the buyer is claimed on the card's keys too."""
+        with self._guard:
+            cards = self._cards_naming(buyer, *self._buyer_keys(buyer))
+            return self.records[FAKTUROWNIA][cards[0]] if len(cards) == 1 else None
+
+    @staticmethod
+    def _buyer_keys(buyer: dict[str, Any]) -> tuple[str | None, str | None]:
         [(_id, _hint, tax, email)] = _keys(fakturownia_frame([{**buyer, "id": BUYER_ID, "external_id": None}]))
+        return tax, email
+
+    def _match_buyer(self, buyer: dict[str, Any]) -> ClientDecision:
+        tax, email = self._buyer_keys(buyer)
         cards = self._cards_naming(buyer, tax, email)
         if len(cards) == 1:
             return self.match_card(cards[0])

@@ -6,16 +6,22 @@ and the buyer is decided by the client sync's own matcher (`client_matching.CrmC
 matcher applied to one record: DESIGN.md "Client decisions"); a refusal (ambiguous or contradicting
 evidence, a CRM client linked to another company) quarantines the invoice with the matcher's reason. When
 nothing matches, the CRM client is created through `claims.create_under_claim` (target `CRM_CLIENT`) on every
-evidence key of the company (its card `fakturownia:<id>`, `nip:<NIP>`, `email:<address>`, the keys the client
-sync claims too), so that no two attempts (threads, retries, overlapping runs, the client sync in another
-process) create two clients for one company, whatever evidence each reached it by. A create in flight
+evidence key of the company (its card `fakturownia:<id>`, `nip:<NIP>`, `email:<address>`, spelled by
+`claims.company_keys` as the client sync spells them), so that no two attempts (threads, retries, overlapping
+runs, the client sync in another process) create two clients for one company, whatever evidence each reached
+it by. A buyer without a card whose NIP or e-mail names a client card is that card's company: it is locked
+and claimed on all the card's keys as well as its own, so a buyer named only by NIP and one named only by
+e-mail (disjoint evidence) still meet on one claim. A create in flight
 elsewhere defers the invoice to a later run; a lost answer is looked up at once (a fresh read of the CRM)
 before anything is sent again, and one still unconfirmed fails the run so that its retry settles it.
 
 A tax id that is no tax id (junk such as `0000000000`, a failed checksum) is used as none and counted as a
 data-quality warning; it never holds an invoice. A buyer with no card, no tax id and no e-mail (a receipt, a
 walk-in customer) follows `anonymous_buyers`: one CRM client per normalised name and address (claimed under
-`buyer:<that key>`, its note saying it was created from a document), one catch-all client, or quarantine.
+`buyer:<that key>`, its note saying it was created from a document and carrying the key as a marker), one
+catch-all client, or quarantine. Before such a client is created, a confirmed claim, else a CRM client whose
+note carries the marker (in the client list the run reads anyway), is taken as the buyer's client: a replaced
+or empty state DB creates no second client and moves no deal.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from fakturownia_sync.claims import CRM_CLIENT, IDENTITY, ClaimOutcome, create_under_claim
+from fakturownia_sync.claims import CRM_CLIENT, ClaimOutcome, company_keys, create_under_claim
 from fakturownia_sync.client_decisions import anonymous_buyer_key
 from fakturownia_sync.client_fields import crm_client_fields
 from fakturownia_sync.client_matching import FAKTUROWNIA, CrmClientIndex
@@ -44,6 +50,7 @@ from fakturownia_sync.tax_numbers import check_tax_number, normalise_email
 
 log = logging.getLogger(__name__)
 
+COMPANY_KEY_ATTEMPTS = 3  # the company's keys grew while its locks were awaited (a card read meanwhile): retry
 CLIENT_CREATE_ATTEMPTS = 3  # a lost answer is looked up (and the create re-sent only if absent) this often
 ANONYMOUS_MARK = "fakturownia_sync"  # the note of a CRM client created for an anonymous buyer names its key
 WALK_IN_BUYER_NAME = "Klient detaliczny (walk-in buyer)"  # the CRM requires a name; the document has none
@@ -54,16 +61,13 @@ class Evidence:
     """What an invoice's buyer is known by: the keys its locks and its create claim are taken on."""
 
     fakturownia_client_id: int | None = None
-    tax_key: str | None = None
+    tax_no: str | None = None
     email: str | None = None
 
     def keys(self) -> list[str]:
-        """Every evidence key, spelled as `claims.company_keys` spells them for the client sync (the tax id and
-        e-mail here are already the matcher's keys)."""
-        keys = [f"fakturownia:{self.fakturownia_client_id}"] if self.fakturownia_client_id is not None else []
-        keys += [f"{IDENTITY}{self.tax_key}"] if self.tax_key else []
-        keys += [f"email:{self.email}"] if self.email else []
-        return keys
+        """Every evidence key, by `claims.company_keys`: the one spelling the client sync claims under too."""
+        own = f"fakturownia:{self.fakturownia_client_id}" if self.fakturownia_client_id is not None else None
+        return company_keys(own, self.tax_no, self.email)
 
 
 class InvoiceClients:
@@ -98,6 +102,7 @@ class InvoiceClients:
         self._created_clients: list[dict[str, Any]] = []
         self._dry_run_links: set[int] = set()
         self._dry_run_ids: dict[str, int] = {}
+        self._anonymous_invoices: set[int] = set()  # counted once each, however often a run handles one
         self._fakturownia_clients: dict[int, dict[str, Any] | None] = {}
         self._bases_source: Callable[[], tuple[Iterable[dict[str, Any]], Iterable[dict[str, Any]]]] | None = None
         self._on_client_created: Callable[[dict[str, Any]], None] | None = None
@@ -133,12 +138,30 @@ class InvoiceClients:
         email = normalise_email(party.email)
         if fakturownia_id is None and tax.key is None and email is None:
             return self._anonymous_buyer(invoice, party)
-        evidence = Evidence(fakturownia_id, tax.key, email)
-        # One company can be reached by its card, its NIP and its e-mail: hold all three, so that two threads
+        evidence = Evidence(fakturownia_id, party.tax_no, party.email)
+        # One company can be reached by its card, its NIP and its e-mail: hold all its keys, so that two threads
         # holding different evidence of the same company never both create it (the claim does it across
         # processes, on the same keys).
-        with self._client_locks.hold(*evidence.keys()):
-            return self._match_or_create(invoice, party, evidence)
+        keys = self._company_keys(party, evidence)
+        for _attempt in range(COMPANY_KEY_ATTEMPTS):
+            with self._client_locks.hold(*keys):
+                now = self._company_keys(party, evidence)
+                if set(now) <= set(keys):
+                    return self._match_or_create(invoice, party, evidence, keys)
+            keys = list(dict.fromkeys(keys + now))
+        with self._client_locks.hold(*keys):
+            return self._match_or_create(invoice, party, evidence, keys)
+
+    def _company_keys(self, party: Party, evidence: Evidence) -> list[str]:
+        """The keys a buyer's create is locked and claimed on: its own evidence and, when it has no card but
+        its NIP or e-mail names one (the card `match_buyer` decides by), every key of that card. A buyer known
+        only by NIP and one known only by e-mail thus share the card's keys."""
+        keys = evidence.keys()
+        if evidence.fakturownia_client_id is None:
+            card = self._crm_clients_index().card_for_buyer(buyer_record(party))
+            if card is not None:
+                keys = company_keys(f"fakturownia:{int(card['id'])}", card.get("tax_no"), card.get("email")) + keys
+        return list(dict.fromkeys(keys))
 
     def _anonymous_buyer(self, invoice: Invoice, party: Party) -> int:
         """A buyer with no card, no tax id and no e-mail, by `anonymous_buyers` (DESIGN.md)."""
@@ -149,7 +172,11 @@ class InvoiceClients:
                 f"invoice {invoice.id}: its buyer has no client card, no tax id and no e-mail "
                 "(anonymous_buyers policy 'quarantine')",
             )
-        self.summary.add("deals_for_anonymous_buyers")
+        with self._lock:
+            first_time = invoice.id not in self._anonymous_invoices
+            self._anonymous_invoices.add(invoice.id)
+        if first_time:  # an invoice handled twice in one run (e.g. deferred after a rebuild) is one deal
+            self.summary.add("deals_for_anonymous_buyers")
         if policy.policy == "catch_all":
             return int(policy.crm_client_id)  # type: ignore[arg-type]  # validated with the policy
         name = party.name or " ".join(filter(None, (party.first_name, party.last_name)))
@@ -159,9 +186,16 @@ class InvoiceClients:
             party = replace(party, name=WALK_IN_BUYER_NAME)
         note = " ".join(filter(None, (party.note, f"Created from document {invoice.number}", mark)))
         keys = [f"buyer:{key}"]
+
+        def known() -> int | None:  # created before: by a confirmed claim, else by its marker in the CRM
+            claim = self.store.create_claim(CRM_CLIENT, keys[0])
+            if claim is not None and claim.created_id is not None:
+                return claim.created_id
+            return self._crm_clients_index().find_by_note(mark)
+
         with self._client_locks.hold(*keys):
             return self._create_claimed(
-                invoice, party, replace(party, note=note), keys, None, lambda index: index.find_by_note(mark)
+                invoice, party, replace(party, note=note), keys, None, lambda index: index.find_by_note(mark), known
             )
 
     # Reading -------------------------------------------------------------------------------------------
@@ -221,8 +255,8 @@ class InvoiceClients:
             )
         return decision.partner_id, decision.evidence
 
-    def _match_or_create(self, invoice: Invoice, party: Party, evidence: Evidence) -> int:
-        """Link a matching CRM client, or create one under a claim so that no two attempts both create it."""
+    def _match_or_create(self, invoice: Invoice, party: Party, evidence: Evidence, keys: list[str]) -> int:
+        """Link a matching CRM client, or create one under a claim on the company's `keys` (held locked)."""
         crm_id, how = self._match(invoice, party, evidence)
         if crm_id is not None:
             self._link(invoice, evidence, crm_id, how)
@@ -231,7 +265,7 @@ class InvoiceClients:
         def rematch(_index: CrmClientIndex) -> int | None:
             return self._match(invoice, party, evidence, reload=True)[0]
 
-        return self._create_claimed(invoice, party, party, evidence.keys(), evidence, rematch)
+        return self._create_claimed(invoice, party, party, keys, evidence, rematch)
 
     def _create_claimed(
         self,
@@ -241,13 +275,17 @@ class InvoiceClients:
         keys: list[str],
         evidence: Evidence | None,
         rematch: Callable[[CrmClientIndex], int | None],
+        known: Callable[[], int | None] | None = None,
     ) -> int:
-        """Create the CRM client under a claim on `keys` (or find what another attempt created), then link."""
+        """Create the CRM client under a claim on `keys` (or find what another attempt created), then link.
+        `known()`, when given, names a client that already is the record (looked at before counting a dry-run
+        create, and under the claim before sending one): it is used instead of creating."""
         evidence = evidence or Evidence()
         # Before any claim or dry-run count: a client the client sync would hold for review is not created here.
         crm_department_id = self.departments.to_crm(party.department_id, f"the client of invoice {invoice.id}")
         if self.dry_run:
-            return self._would_create_client(keys)
+            found = known() if known is not None else None
+            return found if found is not None else self._would_create_client(keys)
         fields = crm_client_fields(
             created_party, fakturownia_client_id=evidence.fakturownia_client_id, crm_department_id=crm_department_id
         )
@@ -256,6 +294,9 @@ class InvoiceClients:
             return rematch(self._crm_clients_index(reload=True))
 
         def create() -> int:
+            found = known() if known is not None else None
+            if found is not None:
+                return found  # the claim is confirmed with it: nothing is created
             created = self.crm.create_client(fields)
             with self._lock:
                 self._created_clients.append(created)
