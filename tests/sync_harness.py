@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
 from fakturownia_sync.state import StateStore
 from fakturownia_sync.sugester_client import SugesterClient
+from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 from fakturownia_sync.transport import RetryPolicy
 from sandbox.demo_config import DEMO_CONFIG
 from sandbox.inspection import crm_picture, deals_by_invoice, duplicates
@@ -55,10 +58,20 @@ def clients_for(sandbox: Any, policy: RetryPolicy = FAST_RETRIES) -> tuple[Faktu
 
 
 def make_sync(
-    sandbox: Any, store: StateStore, config: SyncConfig | None = None, owner: str = "tests/run-1"
+    sandbox: Any,
+    store: StateStore,
+    config: SyncConfig | None = None,
+    owner: str = "tests/run-1",
+    clock: Callable[[], datetime] | None = None,
 ) -> InvoicesToDeals:
     fakturownia, crm = clients_for(sandbox)
-    return InvoicesToDeals(fakturownia, crm, store, config or demo_config(), owner=owner)
+    timing = {"clock": clock} if clock is not None else {}
+    return InvoicesToDeals(fakturownia, crm, store, config or demo_config(), owner=owner, **timing)
+
+
+def after_claim_window() -> datetime:
+    """A clock for a run that starts once every claim of the runs before it may be taken over."""
+    return datetime.now(UTC) + timedelta(minutes=STALE_CLAIM_MINUTES + 1)
 
 
 def expected_candidates(sandbox: Any, config: SyncConfig) -> set[int]:
@@ -72,11 +85,13 @@ def expected_candidates(sandbox: Any, config: SyncConfig) -> set[int]:
     }
 
 
-def run_like_airflow(sandbox: Any, store: StateStore, owner: str, tries: int = 6) -> dict[str, Any]:
+def run_like_airflow(
+    sandbox: Any, store: StateStore, owner: str, tries: int = 6, clock: Callable[[], datetime] | None = None
+) -> dict[str, Any]:
     """Run the sync, retrying the whole task on the errors Airflow's task retries exist for."""
     for _ in range(tries):
         try:
-            return make_sync(sandbox, store, owner=owner).run()
+            return make_sync(sandbox, store, owner=owner, clock=clock).run()
         except (UnconfirmedWrites, ApiUnavailable):
             continue
     raise AssertionError(f"the sync did not finish in {tries} tries")

@@ -5,8 +5,16 @@ How "exactly one deal" survives retries and crashes
     send the deal with `external_ids.fakturownia_invoice_id`. If the process dies between the CRM's
     answer and our commit, or the create's answer is lost, the row stays pending. Whoever next meets a
     pending row scans the CRM's deals once for that external id and links what it finds; only when the
-    CRM has no such deal is it created again. Claims belong to a DAG run, so a retry of the same run takes
-    over its own claims at once; another run waits until a claim is `stale_claim_minutes` old.
+    CRM has no such deal, and the earlier attempt can no longer land, is it created again.
+
+When a create may be sent again
+    The earlier attempt can no longer land when the server answered it (`AmbiguousWriteError.may_still_land`
+    is False: a 5xx or a garbled body means the server is done with the request, so a look-up that finds
+    nothing is final), or when the claim is older than `stale_claim_minutes`, the window that every
+    request's hard deadline (`timing`) keeps well clear of. A create held open by a slow server, cut by our
+    deadline, or left by a killed worker is therefore never repeated a moment later, not even by the same
+    run: the run ends unconfirmed (the cursor stays), and a run after the window looks it up again and
+    creates it only if it is still missing.
 
 Links rebuilt from the CRM
     The CRM is the source of truth for which deals exist. When the state DB holds no deal link at all (a
@@ -67,7 +75,8 @@ class DealWriter:
         self.clock = clock
         self._lock = threading.Lock()
         self._deals_by_invoice: dict[int, int] | None = None
-        self._unconfirmed: dict[int, tuple[Invoice, dict[str, Any], str]] = {}
+        # invoice id -> (invoice, deal, digest, whether the attempt may still land)
+        self._unconfirmed: dict[int, tuple[Invoice, dict[str, Any], str, bool]] = {}
         self.rebuilt: set[int] = set()  # invoices whose link this run rebuilt from the CRM (`deal_upkeep` reads it)
 
     @property
@@ -106,8 +115,7 @@ class DealWriter:
             link = self.store.deal_link(invoice.id)  # a concurrent run got there first
             if link is None or link.state == "linked":
                 return self.write(invoice, link, deal, digest)
-        if not self.store.take_over_claim(invoice.id, self.owner, digest, stale_before=self._stale_before()):
-            raise RecordDeferred(f"invoice {invoice.id}: run {link.claimed_by} is creating its deal right now")
+        # A pending create (ours, or a run's that died or is still at it): look it up before anything else.
         existing = self._deal_index().get(invoice.id)
         if existing is not None:
             self.store.confirm_deal(invoice.id, existing, link.payload_hash, invoice.updated_at)
@@ -115,7 +123,22 @@ class DealWriter:
             if link.payload_hash != digest:
                 self._update(invoice, existing, deal, digest)
             return True
+        if not self._may_resend(link):
+            if link.claimed_by != self.owner:
+                raise RecordDeferred(f"invoice {invoice.id}: run {link.claimed_by} is creating its deal right now")
+            with self._lock:  # our own earlier attempt may still land: looked up again, not re-sent, this run
+                self._unconfirmed.setdefault(invoice.id, (invoice, deal, digest, True))
+            return False
+        if not self.store.take_over_claim(invoice.id, self.owner, digest, stale_before=self._stale_before()):
+            raise RecordDeferred(f"invoice {invoice.id}: run {link.claimed_by} is creating its deal right now")
         return self._create(invoice, deal, digest, shape)
+
+    def _may_resend(self, link: DealLink) -> bool:
+        """Whether the pending create of `link` can no longer land, so that sending it again is safe."""
+        if link.claimed_at is not None and link.claimed_at < self._stale_before():
+            return True
+        known = self._unconfirmed.get(link.invoice_id)
+        return known is not None and not known[3] and link.claimed_by == self.owner
 
     def _create(self, invoice: Invoice, deal: dict[str, Any], digest: str, shape: str | None = None) -> bool:
         try:
@@ -123,7 +146,9 @@ class DealWriter:
         except AmbiguousWriteError as exc:
             log.warning("invoice %s: %s; will look the deal up before creating it again", invoice.id, exc)
             with self._lock:
-                self._unconfirmed[invoice.id] = (invoice, deal, digest)
+                self._unconfirmed[invoice.id] = (invoice, deal, digest, exc.may_still_land)
+            if not exc.may_still_land:
+                self.store.end_attempt(invoice.id)  # the server is done with it: a later try may send it again
             return False
         except ApiRejected:
             self.store.release_claim(invoice.id)  # the CRM refused it: nothing was created
@@ -208,14 +233,25 @@ class DealWriter:
             if not pending:
                 break
             index = self._deal_index(reload=True)
+            progress = False
             for link in pending:
                 if link.invoice_id in index:
-                    invoice = self._unconfirmed.pop(link.invoice_id, (None, None, None))[0]
+                    invoice = self._unconfirmed.pop(link.invoice_id, (None, None, None, None))[0]
                     updated_at = invoice.updated_at if invoice else None
                     self.store.confirm_deal(link.invoice_id, index[link.invoice_id], link.payload_hash, updated_at)
                     self.summary.add("deals_recovered")
+                    progress = True
+                elif not self._may_resend(link):
+                    if link.invoice_id not in self._unconfirmed and link.invoice_id not in seen:
+                        rehandle(link.invoice_id)  # counted as unconfirmed by `write`, or settled there
+                        seen.add(link.invoice_id)
                 elif link.invoice_id in self._unconfirmed:
-                    invoice, deal, digest = self._unconfirmed[link.invoice_id]
+                    invoice, deal, digest, _may_land = self._unconfirmed[link.invoice_id]
+                    if link.claimed_by != self.owner and not self.store.take_over_claim(
+                        invoice.id, self.owner, digest, stale_before=stale_before
+                    ):
+                        continue
+                    progress = True
                     try:
                         self._create(invoice, deal, digest)
                     except ApiRejected as exc:
@@ -225,8 +261,11 @@ class DealWriter:
                 elif link.invoice_id not in seen:
                     rehandle(link.invoice_id)
                     seen.add(link.invoice_id)
+                    progress = True
                 else:
                     self.store.release_claim(link.invoice_id)  # met this run and not to be created after all
+            if not progress:
+                break  # what is left may still land: a later run looks it up again
         self.summary.deals_unconfirmed = len(self._unconfirmed)
 
 

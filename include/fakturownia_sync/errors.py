@@ -80,7 +80,15 @@ class AmbiguousWriteError(ApiError):
     """A create (POST) failed in a way that leaves unknown whether the server applied it.
 
     Retrying blindly could create a duplicate, so the caller must look the record up before creating again.
+    `may_still_land` says whether the request could still be applied *after* that look-up: True when the
+    server never answered (connection dropped, attempt cut at its deadline, a gateway timeout), because the
+    server may still be working on it; False when the server itself answered (a 500/502/503 or a garbled
+    body), because then it is done with the request and a look-up that finds nothing is final.
     """
+
+    @property
+    def may_still_land(self) -> bool:
+        return self.status is None or self.status == 504
 
 
 class RecordError(SyncError):

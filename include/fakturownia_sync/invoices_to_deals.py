@@ -48,7 +48,7 @@ from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_mapping import build_deal, corrected_invoice_id, deal_shape_fingerprint, payload_hash
 from fakturownia_sync.deal_origin import link_invoice_made_from_deal
 from fakturownia_sync.deal_upkeep import defer_rebuilt, invoice_lock, keep_deals_up, record_correction
-from fakturownia_sync.deal_writer import RECOVERY_ROUNDS, DealWriter
+from fakturownia_sync.deal_writer import DealWriter
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
     ApiAuthError,
@@ -165,8 +165,9 @@ class InvoicesToDeals:
         self._finish(run_id, started_clock, cursor, sweep)
         if summary.deals_unconfirmed:
             raise UnconfirmedWrites(
-                f"{summary.deals_unconfirmed} deal create(s) could not be confirmed after "
-                f"{RECOVERY_ROUNDS} lookups; the cursor was not advanced and the next try will settle them"
+                f"{summary.deals_unconfirmed} deal create(s) got no answer and are not in the CRM yet; the cursor "
+                "was not advanced; they are looked up again by the next try and sent again only once they can no "
+                f"longer land ({STALE_CLAIM_MINUTES} minutes after their attempt)"
             )
         return summary.to_dict()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,9 @@ from sqlalchemy.exc import IntegrityError
 
 from fakturownia_sync.state.engine import StoreEngine, utcnow
 from fakturownia_sync.state.schema import invoice_corrections, invoice_deals
+
+# A pending claim whose create was answered by the server carries this claim time: older than any take-over window.
+ATTEMPT_ENDED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,16 @@ class DealLinksStore(StoreEngine):
                 update(invoice_deals)
                 .where(invoice_deals.c.invoice_id == invoice_id)
                 .values(**values, updated_at=utcnow())
+            )
+
+    def end_attempt(self, invoice_id: int) -> None:
+        """The server answered the create holding this pending claim (an error, or an answer we could not read):
+        that attempt can no longer land, so after a look-up anyone may send it again (`deal_writer`)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(invoice_deals)
+                .where(invoice_deals.c.invoice_id == invoice_id, invoice_deals.c.state == "pending")
+                .values(claimed_at=ATTEMPT_ENDED)
             )
 
     def release_claim(self, invoice_id: int) -> None:
