@@ -292,6 +292,44 @@ def test_both_directions_interleaved_make_no_loop(
 # Bad input, nothing lost ----------------------------------------------------------------------------------
 
 
+def test_an_invoice_made_from_a_deal_never_becomes_a_second_deal_after_the_state_db_is_lost(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    """A deals → invoices worker killed after Fakturownia made the invoice, then a new empty state DB: the invoice
+    is recognised by its `oid` on the CRM's side and joins its deal; nothing is created twice either way."""
+    deal_id = marked_deals(sandbox, 1)[0]
+    deal = deals(sandbox)[deal_id]
+    answer = requests.post(
+        f"{sandbox.fakturownia_url}/invoices.json",
+        json={
+            "api_token": sandbox.fakturownia_token,
+            "invoice": {
+                "kind": "vat",
+                "oid": str(deal_id),
+                "oid_unique": "yes",
+                "buyer_name": "Przykład Sp. z o.o.",
+                "buyer_tax_no": "5261040828",
+                "positions": [{"name": deal["name"], "quantity": 1, "total_price_gross": deal["price"], "tax": "23"}],
+            },
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    invoice_id = int(answer.json()["id"])
+    store = StateStore.open(f"sqlite:///{tmp_path / 'replaced.db'}")  # the worker's state is gone
+    try:
+        summary = make_sync(sandbox, store, config()).run()
+        assert duplicates(deals_by_invoice(sandbox)) == {}
+        assert invoice_id not in deals_by_invoice(sandbox) or deals_by_invoice(sandbox)[invoice_id][0]["id"] == deal_id
+        assert store.deal_link(invoice_id).deal_id == deal_id, summary
+        engine(sandbox, store).run()
+        assert len(invoices_by_deal(sandbox)[deal_id]) == 1
+        assert duplicates(deals_by_invoice(sandbox)) == {}
+        assert not store.open_quarantine(STREAM)
+    finally:
+        store.close()
+
+
 def test_bad_deals_are_quarantined_the_rest_invoiced_and_fixed_ones_retried(
     sandbox: SandboxProcess, sqlite_store: StateStore
 ) -> None:

@@ -317,7 +317,8 @@ class InvoicesToDeals:
         out_of_kinds = invoice.kind not in self.invoice_kinds
         with invoice_lock(self, invoice.id):  # its corrections may rewrite this deal from another thread
             link = self.store.deal_link(invoice.id)
-            if link is None and not out_of_kinds and link_invoice_made_from_deal(self.store, invoice):
+            made_from_deals = self.crm if self.config.deal_invoicing.enabled else None
+            if link is None and not out_of_kinds and link_invoice_made_from_deal(self.store, invoice, made_from_deals):
                 link = self.store.deal_link(invoice.id)  # made from a CRM deal: that deal is its deal
             if out_of_kinds and (link is None or link.state != "linked"):
                 summary.add_to("skipped_by_kind", invoice.kind)
