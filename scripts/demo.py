@@ -27,7 +27,7 @@ import requests
 from fakturownia_sync.connections import open_state_store, state_db_url
 from fakturownia_sync.run_summary import render_summary
 from sandbox.config import SandboxConfig
-from sandbox.seed import invoicing_deals
+from sandbox.seed import INVOICED_STATUS, INVOICING_STATUS, invoicing_deals
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -185,10 +185,15 @@ def show_invoices(summary: dict, wall: float) -> None:
 
 
 def open_won_deals() -> int:
-    """Salespeople's won deals in the CRM ("Dodaj fakturę"), posted once: a deal whose name the CRM has is not
-    posted again, so a second demo adds none. Returns how many were added."""
+    """Salespeople's won deals in the CRM ("Dodaj fakturę"), posted once per sandbox: once any deal sits in the
+    invoicing or the invoiced status (deals made from invoices carry no status), the demo's deals were opened
+    before, under whatever name the sync has given them since, so a second demo adds none. Returns how many
+    were added."""
     info = json.loads(SANDBOX_INFO.read_text())
     crm = requests.get(f"{info['sugester_url']}/_sandbox/dump", timeout=60).json()
+    demo_statuses = {s["id"] for s in crm["statuses"] if s["name"] in (INVOICING_STATUS, INVOICED_STATUS)}
+    if any(deal.get("status_id") in demo_statuses for deal in crm["deals"]):
+        return 0
     team = requests.get(f"{info['sugester_url']}/app/users/team.json", params={"api_token": info["sugester_token"]})
     crm["users"] = team.json()
     known = {deal["name"] for deal in crm["deals"]}

@@ -11,6 +11,7 @@ from fakturownia_sync.invoice_clients import WALK_IN_BUYER_NAME
 from fakturownia_sync.invoices_to_deals import InvoicesToDeals
 from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
+from tests.clients_harness import make_clients_sync
 from tests.sync_harness import clients_for, deals_by_invoice, demo_config, make_sync
 
 
@@ -51,6 +52,17 @@ def test_per_buyer_makes_one_client_per_buyer_and_name_and_counts_them(sandbox, 
 
     again_summary = make_sync(sandbox, store, owner="tests/run-2").run()  # a later run creates none again
     assert again_summary["clients_created"] == 0
+
+
+def test_anonymous_buyers_clients_are_not_copied_back_to_fakturownia_as_cards(sandbox, store: StateStore) -> None:
+    receipt(sandbox, "Jan Kowalski")
+    make_sync(sandbox, store).run()
+    cards_before = len(sandbox.dump("fakturownia")["clients"])
+    summary = make_clients_sync(sandbox, store).run()
+    assert summary["from_documents_not_copied"] == 1
+    assert len(sandbox.dump("fakturownia")["clients"]) == cards_before + summary["created_in_fakturownia"]
+    cards = [c for c in sandbox.dump("fakturownia")["clients"] if "Kowalski" in (c.get("name") or "")]
+    assert cards == []  # the buyer lives in Fakturownia as its documents; a card would be a second copy
 
 
 def test_catch_all_puts_every_anonymous_buyer_on_the_configured_client(sandbox, store: StateStore) -> None:

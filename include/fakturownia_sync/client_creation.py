@@ -33,7 +33,7 @@ from fakturownia_sync.client_bases import (
     places,
     trim,
 )
-from fakturownia_sync.client_decisions import holds_back
+from fakturownia_sync.client_decisions import holds_back, made_for_an_anonymous_buyer
 from fakturownia_sync.client_fields import client_view, crm_client_fields, fakturownia_client_fields
 from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.client_lookup import fakturownia_clients_by_external_id
@@ -157,6 +157,9 @@ class ClientCreation:
         record = (self.bases.fakturownia if side == FAKTUROWNIA else self.bases.crm)[record_id]
         others = self.bases.crm if side == FAKTUROWNIA else self.bases.fakturownia
         other_side = CRM if side == FAKTUROWNIA else FAKTUROWNIA
+        if side == CRM and made_for_an_anonymous_buyer(record.get("note")):
+            self.summary.from_documents_not_copied += 1
+            return False  # its buyer lives in Fakturownia as documents: a card would be a second copy
         party = Party.from_client(record)
         if not (party.name or party.last_name or party.first_name):
             self.review.add(side, record_id, "no_name", "no name, first or last name: the other side refuses it")

@@ -97,6 +97,20 @@ def holds_back(record: dict[str, Any], lookalikes: list[dict[str, Any]]) -> bool
 # Anonymous buyers ----------------------------------------------------------------------------------------
 
 
+ANONYMOUS_MARK = "fakturownia_sync"  # the note of a CRM client created for an anonymous buyer names its key
+
+
+def anonymous_mark(key: str) -> str:
+    """What the note of the CRM client made for the anonymous buyer `key` carries, to be found again by."""
+    return f"[{ANONYMOUS_MARK} {key}]"
+
+
+def made_for_an_anonymous_buyer(note: object) -> bool:
+    """A CRM client this product made for a buyer typed on a document (no card, tax id or e-mail). It stands for
+    buyers that live in Fakturownia as documents only, so it is never copied back as a Fakturownia client."""
+    return isinstance(note, str) and f"[{ANONYMOUS_MARK} anonymous:" in note
+
+
 def anonymous_buyer_key(name: str, street: str, post_code: str, city: str) -> str:
     """The claim key of a buyer with no client card, no tax id and no e-mail: its normalised name and address,
     or one fixed walk-in key when the document names nobody."""

@@ -90,6 +90,7 @@ class ClientsSummary:
     linked_by_evidence: Counter = field(default_factory=Counter)
     created_in_crm: int = 0
     created_in_fakturownia: int = 0
+    from_documents_not_copied: int = 0  # CRM clients made for anonymous buyers: never copied as client cards
     creates_recovered: int = 0
     updated_in_crm: int = 0
     updated_in_fakturownia: int = 0

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fakturownia_sync.claims import CRM_CLIENT, ClaimOutcome, company_keys, create_under_claim
-from fakturownia_sync.client_decisions import anonymous_buyer_key
+from fakturownia_sync.client_decisions import anonymous_buyer_key, anonymous_mark
 from fakturownia_sync.client_fields import crm_client_fields
 from fakturownia_sync.client_matching import FAKTUROWNIA, CrmClientIndex
 from fakturownia_sync.config import SyncConfig
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 COMPANY_KEY_ATTEMPTS = 3  # the company's keys grew while its locks were awaited (a card read meanwhile): retry
 CLIENT_CREATE_ATTEMPTS = 3  # a lost answer is looked up (and the create re-sent only if absent) this often
-ANONYMOUS_MARK = "fakturownia_sync"  # the note of a CRM client created for an anonymous buyer names its key
 WALK_IN_BUYER_NAME = "Klient detaliczny (walk-in buyer)"  # the CRM requires a name; the document has none
 
 
@@ -181,7 +180,7 @@ class InvoiceClients:
             return int(policy.crm_client_id)  # type: ignore[arg-type]  # validated with the policy
         name = party.name or " ".join(filter(None, (party.first_name, party.last_name)))
         key = anonymous_buyer_key(name, party.street, party.post_code, party.city)
-        mark = f"[{ANONYMOUS_MARK} {key}]"
+        mark = anonymous_mark(key)
         if not name:
             party = replace(party, name=WALK_IN_BUYER_NAME)
         note = " ".join(filter(None, (party.note, f"Created from document {invoice.number}", mark)))
