@@ -13,6 +13,10 @@ and a 429 teaches it (AIMD, as TCP does with congestion):
 * **additive increase**: while answers are fine the rate creeps back up by `INCREASE_SHARE` of the highest
   learnt rate per second (at least `MIN_STEP`), so the budget keeps probing for room instead of settling far
   below the limit; a 429 with too few recent answers to tell a rate from only pauses;
+* **careful near the last limit**: once back at `APPROACH` × the rate that drew the last 429, it climbs
+  `CAREFUL_SHARE` as fast (as TCP CUBIC flattens near its last loss), because every 429 costs every thread
+  a whole `Retry-After` pause; found by `make bench` scenario f, where climbing at full speed into the same
+  limit drew a 429 every ~11 s;
 * a 429 for a request sent before the last pause ended is a straggler of the same episode: its own thread
   waits, but it neither cuts the rate again nor extends the pause;
 * after `FORGET_AFTER` seconds without a 429 the learnt rate is dropped (the limit may have been raised).
@@ -34,6 +38,8 @@ FORGET_AFTER = 120.0
 DEFAULT_PAUSE = 1.0
 MAX_PAUSE = 120.0
 MIN_STEP = 0.1
+APPROACH = 0.95
+CAREFUL_SHARE = 0.1
 _WINDOW = 2.0
 _MIN_EVIDENCE = 3
 
@@ -56,6 +62,7 @@ class RateBudget:
         self.learn = learn
         self.learnt: float | None = None
         self._peak = 0.0
+        self._cut_rate = 0.0  # the rate in use when the last 429 came
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -147,6 +154,7 @@ class RateBudget:
             if base <= 0:
                 return  # too few answers yet to tell a rate from: the pause alone must do
             self.learnt = max(MIN_RATE, base * DECREASE)
+            self._cut_rate = base
             self._peak = max(self._peak, self.learnt)
             self.cuts += 1
             self._tokens = 0.0
@@ -169,7 +177,10 @@ class RateBudget:
             self._tokens = max(1.0, self.ceiling)
             return
         if now > self._last_increase:
-            self.learnt += max(INCREASE_SHARE * self._peak, MIN_STEP) * (now - self._last_increase)
+            step = max(INCREASE_SHARE * self._peak, MIN_STEP)
+            if self.learnt >= APPROACH * self._cut_rate:
+                step *= CAREFUL_SHARE
+            self.learnt += step * (now - self._last_increase)
             if self.ceiling > 0:
                 self.learnt = min(self.learnt, self.ceiling)
             self._last_increase = now
