@@ -38,9 +38,7 @@ def upgrade() -> None:
         sa.Column("price_gross", sa.String(40), nullable=False),
         sa.Column("recorded_at", UtcDateTime, nullable=False),
     )
-    op.create_index(
-        "ix_invoice_corrections_corrected_invoice_id", "invoice_corrections", ["corrected_invoice_id"]
-    )
+    op.create_index("ix_invoice_corrections_corrected_invoice_id", "invoice_corrections", ["corrected_invoice_id"])
 
 
 def downgrade() -> None:
