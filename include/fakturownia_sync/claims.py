@@ -13,11 +13,13 @@ client, a CRM deal for an invoice) goes through `create_under_claim`. The protoc
 2. **Held by someone else.** A confirmed holder means the record exists: the outcome is `found` with its id
    (link to it). An unconfirmed holder that is neither ours nor stale is a create in flight elsewhere: the
    outcome is `held_by_other`, and the caller defers the record to a later run.
-3. **Take-over only after the window.** An unconfirmed claim older than `STALE_CLAIM_MINUTES` (or our own,
-   an earlier try of the same run) may be taken over, again all keys at once. The window exists because the
-   holder may still be sending its create: every request has a hard deadline well inside the window
-   (`timing`), so once the window has passed that create has either landed or been abandoned, and a look-up
-   tells which. Taking over any earlier could let both creates land.
+3. **Take-over only after the window.** An unconfirmed claim older than `STALE_CLAIM_MINUTES` may be taken
+   over, again all keys at once. The window exists because the holder may still be sending its create:
+   every request has a hard deadline well inside the window (`timing`), so once the window has passed that
+   create has either landed or been abandoned, and a look-up tells which. Taking over any earlier could let
+   both creates land. Our own unconfirmed claim (an earlier try of the same run) is looked up at once, but
+   sent again before the window only when the server answered that try (`end_create_attempt`): a create
+   that got no answer may still be applied after the look-up found nothing.
 4. **Look before creating again.** After a take-over, `find_existing()` asks the target system whether the
    earlier attempt's record is there (by external id, NIP, e-mail); if so the claim is confirmed with it and
    the outcome is `found`. Only when it is not there is the record created.
@@ -131,6 +133,9 @@ def create_under_claim(
     settled = _settled_by(attempt, owner, stale_before)
     if settled is not None:
         return settled
+    holder = _holder(attempt)
+    if holder.owner == owner and holder.claimed_at >= stale_before:
+        return _look_only(store, holder, find_existing)
     if _identities(keys):  # never merge another company's stale claim on a shared key into ours
         keys = _without_keys_of_others(store, target, keys)
     attempt = store.take_over_create(target, keys, owner, stale_before=stale_before)
@@ -180,11 +185,23 @@ def _settled_by(attempt: ClaimAttempt, owner: str, stale_before: datetime) -> Cl
     return None
 
 
+def _look_only(store: StateStore, holder: CreateClaim, find_existing: Callable[[], int | None]) -> ClaimOutcome:
+    """Our own earlier attempt got no answer and may still land: look for its record, but never send it again
+    before the claim is stale (a slow server may apply it after our look-up found nothing)."""
+    existing = find_existing()
+    if existing is None:
+        return ClaimOutcome.unconfirmed()
+    _confirm(store, holder, existing)
+    return ClaimOutcome.found(existing)
+
+
 def _create(store: StateStore, claim: CreateClaim, create: Callable[[], int]) -> ClaimOutcome:
     try:
         record_id = int(create())
     except AmbiguousWriteError as exc:
         log.warning("%s %s: %s; the next attempt looks it up before creating again", claim.target, claim.keys, exc)
+        if not exc.may_still_land:
+            store.end_create_attempt(claim.id)  # the server answered: a look-up decides at once
         return ClaimOutcome.unconfirmed()
     except ApiRejected:
         store.release_create(claim.id)  # refused: nothing was created, the keys are free again

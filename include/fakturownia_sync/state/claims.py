@@ -25,7 +25,7 @@ from uuid import uuid4
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from fakturownia_sync.state.engine import StoreEngine, utcnow
+from fakturownia_sync.state.engine import ATTEMPT_ENDED, StoreEngine, utcnow
 from fakturownia_sync.state.schema import create_claim_keys, create_claims
 
 CLAIM_ATTEMPTS = 5
@@ -181,6 +181,16 @@ class CreateClaimsStore(StoreEngine):
                     .where(create_claims.c.id == int(claim_id), create_claims.c.created_id.is_(None))
                     .values(created_id=int(created_id))
                 ).rowcount
+            )
+
+    def end_create_attempt(self, claim_id: int) -> None:
+        """The server answered the create holding this claim: it can no longer land, so a look-up decides at once
+        whether it is sent again (`claims.create_under_claim`)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(create_claims)
+                .where(create_claims.c.id == int(claim_id), create_claims.c.created_id.is_(None))
+                .values(claimed_at=ATTEMPT_ENDED)
             )
 
     def release_create(self, claim_id: int) -> None:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fakturownia_sync.state.engine import StoreEngine, utcnow
+from fakturownia_sync.state.engine import ATTEMPT_ENDED, StoreEngine, utcnow
 from fakturownia_sync.state.schema import invoice_corrections, invoice_deals
-
-# A pending claim whose create was answered by the server carries this claim time: older than any take-over window.
-ATTEMPT_ENDED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,11 @@ MIGRATION_LOCK_KEY = 0x66616B74  # any constant shared by all workers of this pr
 MIGRATION_ATTEMPTS = 5
 
 
+# The claim time of a pending create whose attempt the server answered (so it can no longer land): older than any
+# take-over window, so that a look-up decides at once whether to send it again (`deal_writer`, `claims`).
+ATTEMPT_ENDED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
