@@ -45,6 +45,13 @@ def test_faults_end_in_the_same_crm_state_as_a_clean_run(tmp_path: Path) -> None
         got = crm_picture(faulty)
     assert faults["error"] > 0 and faults["drop"] > 0 and faults["rate_limited"] > 0
     assert summary["status"] == "success"
+    keys = set(expected["deals"]) | set(got["deals"])
+    differing = {
+        k: (expected["deals"].get(k), got["deals"].get(k))
+        for k in keys
+        if expected["deals"].get(k) != got["deals"].get(k)
+    }
+    assert differing == {}, repr(differing)
     assert got == expected
 
 

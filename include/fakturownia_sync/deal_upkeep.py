@@ -121,6 +121,8 @@ def record_correction(engine: InvoicesToDeals, correction: Invoice, corrected_id
             )
         if not changed:
             return None  # met again unchanged: the corrected deal already shows it (or gets it when written)
+        if link is not None and link.state == "pending":
+            engine.deals.recheck.add(corrected_id)  # its create awaits confirmation: rewritten once it is found
         if not has_deal:
             summary.add("corrections_without_deal")  # the corrected invoice's deal includes it once written
             return None

@@ -77,6 +77,8 @@ class DealWriter:
         self._deals_by_invoice: dict[int, int] | None = None
         # invoice id -> (invoice, deal, digest, whether the attempt may still land)
         self._unconfirmed: dict[int, tuple[Invoice, dict[str, Any], str, bool]] = {}
+        # Invoices whose deal must show something new (a correction) once their pending create is confirmed.
+        self.recheck: set[int] = set()
         self.rebuilt: set[int] = set()  # invoices whose link this run rebuilt from the CRM (`deal_upkeep` reads it)
 
     @property
@@ -216,12 +218,12 @@ class DealWriter:
         seen: set[int],
         *,
         rehandle: Callable[[int], None],
-        quarantine: Callable[[Invoice, ApiRejected], None],
     ) -> None:
         """Confirm or redo every create of ours (or a dead run's) whose outcome is not known yet.
 
-        `rehandle(invoice_id)` reads an invoice this run did not meet and handles it (a dead run's claim);
-        `quarantine(invoice, error)` puts aside an invoice whose repeated create the CRM refused.
+        `rehandle(invoice_id)` reads the invoice again and handles it: for a dead run's claim this sweep did not
+        meet, for a create that may be sent again (built afresh, so a correction recorded meanwhile is in it),
+        and for a found deal that must show a correction recorded while its create was unconfirmed.
         """
         for _round in range(RECOVERY_ROUNDS):
             stale_before = self._stale_before()
@@ -241,23 +243,21 @@ class DealWriter:
                     self.store.confirm_deal(link.invoice_id, index[link.invoice_id], link.payload_hash, updated_at)
                     self.summary.add("deals_recovered")
                     progress = True
+                    if link.invoice_id in self.recheck:  # a correction came while its create was unconfirmed
+                        self.recheck.discard(link.invoice_id)
+                        rehandle(link.invoice_id)
                 elif not self._may_resend(link):
                     if link.invoice_id not in self._unconfirmed and link.invoice_id not in seen:
                         rehandle(link.invoice_id)  # counted as unconfirmed by `write`, or settled there
                         seen.add(link.invoice_id)
                 elif link.invoice_id in self._unconfirmed:
-                    invoice, deal, digest, _may_land = self._unconfirmed[link.invoice_id]
-                    if link.claimed_by != self.owner and not self.store.take_over_claim(
-                        invoice.id, self.owner, digest, stale_before=stale_before
-                    ):
-                        continue
+                    # Sent again as the invoice reads now, not as the lost attempt was built: a correction
+                    # recorded meanwhile must not be lost with it.
+                    with self._lock:
+                        self._unconfirmed.pop(link.invoice_id, None)
+                    self.recheck.discard(link.invoice_id)
+                    rehandle(link.invoice_id)
                     progress = True
-                    try:
-                        self._create(invoice, deal, digest)
-                    except ApiRejected as exc:
-                        with self._lock:
-                            self._unconfirmed.pop(invoice.id, None)
-                        quarantine(invoice, exc)
                 elif link.invoice_id not in seen:
                     rehandle(link.invoice_id)
                     seen.add(link.invoice_id)

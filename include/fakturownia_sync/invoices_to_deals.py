@@ -63,7 +63,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.ids import as_id
 from fakturownia_sync.invoice_clients import InvoiceClients
 from fakturownia_sync.quarantine_retry import nothing_new, retry_due
-from fakturownia_sync.records import Invoice, parse_invoice
+from fakturownia_sync.records import parse_invoice
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.run_summary import RunSummary, api_calls
 from fakturownia_sync.state import QuarantineEntry, StateStore
@@ -148,7 +148,7 @@ class InvoicesToDeals:
                 self._retry_quarantined(handled)
             keep_deals_up(self, handled, incremental=not keep_cursor)  # deal upkeep: see deal_upkeep
             if not self.dry_run:
-                self.deals.settle_pending(handled, rehandle=self._rehandle, quarantine=self._quarantine_rejected)
+                self.deals.settle_pending(handled, rehandle=self._rehandle)
             if summary.deals_unconfirmed or summary.deals_deferred:
                 summary.status = "incomplete"
             else:
@@ -292,9 +292,6 @@ class InvoicesToDeals:
         self.summary.add_to("quarantined_by_reason", reason)
         if not self.dry_run:
             self.store.quarantine(STREAM, record_id, reason, message, raw, self.config.fingerprint())
-
-    def _quarantine_rejected(self, invoice: Invoice, exc: ApiRejected) -> None:
-        self._quarantine(invoice.id, f"{exc.api.lower()}_rejected", exc.message, invoice.raw)
 
     def _handle(self, raw: dict[str, Any]) -> bool:
         """Returns True once the invoice is fully handled (written, unchanged, marked or deliberately skipped).
