@@ -73,10 +73,9 @@ class BackfillRun:
     def read_client_bases(self) -> None:
         """Without the client sync: one pass over each client list into the mirrors, for the windows."""
         records: dict[int, tuple[dict[str, Any], Any]] = {}
-        for page in self.fakturownia.iter_client_pages_by_update():
-            for raw in page:
-                if raw.get("id") is not None and int(raw["id"]) not in records:  # paging can repeat one
-                    records[int(raw["id"])] = (trim(raw, MIRROR_FIELDS), parse_timestamp(raw.get("updated_at")))
+        for raw in self.fakturownia.iter_client_cards():
+            if raw.get("id") is not None:
+                records[int(raw["id"])] = (trim(raw, MIRROR_FIELDS), parse_timestamp(raw.get("updated_at")))
         self.store.save_fakturownia_clients(records.values(), replace_all=True)
         self.store.save_crm_clients(self.crm.iter_clients(), replace_all=True)
 

@@ -113,7 +113,7 @@ class DealClients:
     def _bases(self) -> CrmClientIndex:
         """Both client bases and the links, read once per run, only when a deal's client is not linked yet."""
         if self._index is None:
-            cards = [card for page in self.fakturownia.iter_client_pages_by_update() for card in page]
+            cards = list(self.fakturownia.iter_client_cards())
             self._cards.update({int(card["id"]): card for card in cards})
             links = [(f_id, c_id) for c_id, f_id in self._client_links().items()]
             self._index = CrmClientIndex(self.crm.iter_clients(), cards, links)

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 
 from fakturownia_sync.deal_mapping import deal_shape_fingerprint
 from fakturownia_sync.errors import ApiNotFound
-from fakturownia_sync.keyed_locks import KeyedLocks
 from fakturownia_sync.records import Invoice
 from fakturownia_sync.state import DealLink
 
@@ -67,12 +66,11 @@ def _check_stream(engine: InvoicesToDeals) -> str:
 @contextmanager
 def invoice_lock(engine: InvoicesToDeals, invoice_id: int) -> Iterator[None]:
     """Serialise work on one invoice's deal between writer threads (the invoice and its corrections)."""
-    locks = engine.__dict__.setdefault("_deal_locks", KeyedLocks())
-    with locks.hold(f"invoice:{invoice_id}"):
+    with engine.deal_locks.hold(f"invoice:{invoice_id}"):
         yield
 
 
-class _AfterSweep:
+class AfterSweep:
     """Invoices whose rebuilt deal is written after the sweep, by id, with the version the sweep read."""
 
     def __init__(self) -> None:
@@ -81,15 +79,11 @@ class _AfterSweep:
         self.raws: dict[int, dict[str, Any]] = {}
 
 
-def _after_sweep(engine: InvoicesToDeals) -> _AfterSweep:
-    return engine.__dict__.setdefault("_after_sweep", _AfterSweep())
-
-
 def defer_rebuilt(engine: InvoicesToDeals, invoice: Invoice, link: DealLink | None, digest: str) -> bool:
     """True when this invoice's deal is to be written after the sweep instead of now (see the module doc)."""
     if link is None or link.payload_hash == digest or invoice.id not in engine.deals.rebuilt:
         return False
-    after = _after_sweep(engine)
+    after = engine.after_sweep
     with after.lock:
         if after.closed:
             return False
@@ -142,7 +136,7 @@ def record_correction(engine: InvoicesToDeals, correction: Invoice, corrected_id
 def keep_deals_up(engine: InvoicesToDeals, handled: set[int], *, incremental: bool) -> None:
     """After the sweep: the deferred rebuilt deals; after an incremental one also the re-apply of a changed
     config (a bounded batch) and the deleted-deal check."""
-    after = _after_sweep(engine)
+    after = engine.after_sweep
     with after.lock:
         after.closed = True
         deferred, after.raws = after.raws, {}

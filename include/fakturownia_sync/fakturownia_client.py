@@ -12,6 +12,7 @@ from typing import Any
 
 from fakturownia_sync.accounts import ApiAccount
 from fakturownia_sync.rate_budget import RateBudget
+from fakturownia_sync.sweep import Sweep
 from fakturownia_sync.transport import LIST, RECORD, ApiTransport, RetryPolicy
 
 PER_PAGE = 100
@@ -52,21 +53,6 @@ class FakturowniaClient:
     def iter_invoice_pages_by_update(self) -> Iterator[list[dict[str, Any]]]:
         """Sales invoices, most recently updated first: the incremental sweep's source."""
         return self.iter_pages("/invoices.json", {"period": "all", "order": "updated_at.desc"})
-
-    def iter_invoice_pages_issued_between(
-        self, date_from: str, date_to: str, kinds: list[str] | None = None
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Sales invoices issued in [date_from, date_to] (day granularity, both ends inclusive)."""
-        params: dict[str, Any] = {
-            "period": "more",
-            "date_from": date_from,
-            "date_to": date_to,
-            "search_date_type": "issue_date",
-            "order": "id",
-        }
-        if kinds:
-            params["kinds[]"] = list(kinds)
-        return self.iter_pages("/invoices.json", params)
 
     def fetch_page(self, path: str, params: dict[str, Any], page: int, per_page: int) -> list[dict[str, Any]]:
         """One page of a list at any `per_page` up to 100: what `sweep.Sweep` reads (overlapping pages)."""
@@ -123,8 +109,10 @@ class FakturowniaClient:
     def get_client(self, client_id: int) -> dict[str, Any]:
         return self.transport.request("GET", f"/clients/{int(client_id)}.json", expect=RECORD)
 
-    def iter_client_pages_by_update(self) -> Iterator[list[dict[str, Any]]]:
-        return self.iter_pages("/clients.json", {"order": "updated_at.desc"})
+    def iter_client_cards(self) -> Iterator[dict[str, Any]]:
+        """Every client card once, through the one sweep (`sweep.Sweep`): a card list that changes while it is
+        read (a card added or deleted meanwhile) neither skips nor repeats a card, or the read fails."""
+        return Sweep(self.client_pages_by_update(), what="Fakturownia clients").records()
 
     def create_client(self, fields: dict[str, Any]) -> dict[str, Any]:
         return self.transport.request("POST", "/clients.json", body={"client": fields}, expect=RECORD)

@@ -47,7 +47,7 @@ from typing import Any
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_mapping import build_deal, corrected_invoice_id, deal_shape_fingerprint, payload_hash
 from fakturownia_sync.deal_origin import link_invoice_made_from_deal
-from fakturownia_sync.deal_upkeep import defer_rebuilt, invoice_lock, keep_deals_up, record_correction
+from fakturownia_sync.deal_upkeep import AfterSweep, defer_rebuilt, invoice_lock, keep_deals_up, record_correction
 from fakturownia_sync.deal_writer import DealWriter
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
@@ -62,6 +62,7 @@ from fakturownia_sync.errors import (
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.ids import as_id
 from fakturownia_sync.invoice_clients import InvoiceClients
+from fakturownia_sync.keyed_locks import KeyedLocks
 from fakturownia_sync.quarantine_retry import nothing_new, retry_due
 from fakturownia_sync.records import parse_invoice
 from fakturownia_sync.redaction import redact
@@ -111,6 +112,8 @@ class InvoicesToDeals:
         self.clients = InvoiceClients(fakturownia, crm, store, config, self.summary, **common)
         self.deals = DealWriter(crm, store, self.summary, **common)
         self.responsible = ResponsibleUsers(crm, config.fakturownia_users)  # paired on first use
+        self.deal_locks = KeyedLocks()  # one invoice's deal at a time: its corrections may rewrite it (`deal_upkeep`)
+        self.after_sweep = AfterSweep()  # rebuilt deals written once the sweep has read their corrections
         self._secrets = (fakturownia.account.token, crm.account.token)
         self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
 

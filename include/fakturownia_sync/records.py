@@ -70,10 +70,6 @@ class Party:
     department_id: int | None = None
     external_id: str = ""
 
-    @property
-    def is_empty(self) -> bool:
-        return not any((self.name, self.tax_no, self.email, self.first_name, self.last_name))
-
     @classmethod
     def from_client(cls, raw: dict[str, Any]) -> Party:
         return cls(
