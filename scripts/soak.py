@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,9 @@ def run_backfill(spec: dict[str, Any]) -> dict[str, Any]:
     retries = 0
     for window in windows:
         first, last = date.fromisoformat(window["date_from"]), date.fromisoformat(window["date_to"])
-        for _attempt in range(8):  # Airflow's task retries
-            engine = InvoicesToDeals(fakturownia, crm, store, config, owner=f"{OWNER}/{first.isoformat()}")
+        for attempt in range(8):  # Airflow's task retries; the last two as runs after the claim take-over window
+            later = {"clock": _after_claim_window} if attempt >= 6 else {}
+            engine = InvoicesToDeals(fakturownia, crm, store, config, owner=f"{OWNER}/{first.isoformat()}", **later)
             try:
                 summary = engine.run_window(first, last)
                 record_finished_window(request, store, window, summary)
@@ -77,6 +78,14 @@ def run_backfill(spec: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("the incremental sync after the backfill did not finish")
     connections.close()
     return {"task_retries": retries, "transport_retries": fakturownia.transport.retries + crm.transport.retries}
+
+
+def _after_claim_window() -> datetime:
+    """The clock of a run that starts once a killed worker's creates can no longer land (`timing`): only such a
+    run sends again a create that got no answer."""
+    from fakturownia_sync.timing import STALE_CLAIM_MINUTES
+
+    return datetime.now(UTC) + timedelta(minutes=STALE_CLAIM_MINUTES + 1)
 
 
 def soak(invoices: int, kills: int, workdir: Path, seed: int = 7, moves: int = 3, log=print) -> dict[str, Any]:

@@ -13,7 +13,8 @@ it by. A buyer without a card whose NIP or e-mail names a client card is that ca
 and claimed on all the card's keys as well as its own, so a buyer named only by NIP and one named only by
 e-mail (disjoint evidence) still meet on one claim. A create in flight
 elsewhere defers the invoice to a later run; a lost answer is looked up at once (a fresh read of the CRM)
-before anything is sent again, and one still unconfirmed fails the run so that its retry settles it.
+before anything is sent again, and one still unconfirmed (it may still land) defers the invoice too: the run
+ends incomplete, its cursor stays, and a run after the take-over window settles it. The rest of the run goes on.
 
 A tax id that is no tax id (junk such as `0000000000`, a failed checksum) is used as none and counted as a
 data-quality warning; it never holds an invoice. A buyer with no card, no tax id and no e-mail (a receipt, a
@@ -39,7 +40,7 @@ from fakturownia_sync.client_fields import crm_client_fields
 from fakturownia_sync.client_matching import FAKTUROWNIA, CrmClientIndex
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.departments import DepartmentMap
-from fakturownia_sync.errors import ApiNotFound, ApiUnavailable, RecordDeferred, RecordError
+from fakturownia_sync.errors import ApiNotFound, RecordDeferred, RecordError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.keyed_locks import KeyedLocks
 from fakturownia_sync.records import Invoice, Party
@@ -208,8 +209,9 @@ class InvoiceClients:
                 handed, handed_cards = self._bases_source()
                 self._fakturownia_clients.update({int(card["id"]): card for card in handed_cards})
             elif self._crm_clients is None:
-                for page in self.fakturownia.iter_client_pages_by_update():
-                    self._fakturownia_clients.update({int(card["id"]): card for card in page})
+                self._fakturownia_clients.update(
+                    {int(card["id"]): card for card in self.fakturownia.iter_client_cards()}
+                )
             if self._crm_clients is None or reload:
                 cards = [card for card in self._fakturownia_clients.values() if card is not None]
                 links = [(link.fakturownia_client_id, link.crm_client_id) for link in self.store.all_client_links()]
@@ -317,9 +319,9 @@ class InvoiceClients:
         if outcome.status == "held_by_other":
             raise RecordDeferred(f"invoice {invoice.id}: run {outcome.holder} is creating its CRM client right now")
         if outcome.record_id is None:
-            raise ApiUnavailable(
-                self.crm.account.api,
-                f"could not confirm the CRM client for invoice {invoice.id} after {CLIENT_CREATE_ATTEMPTS} attempts",
+            raise RecordDeferred(
+                f"invoice {invoice.id}: the create of its CRM client got no answer and is not in the CRM yet; it "
+                "is looked up again by the next run and sent again only once it can no longer land"
             )
         self._link(invoice, evidence, outcome.record_id, "created")
         return outcome.record_id
