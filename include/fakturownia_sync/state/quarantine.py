@@ -24,6 +24,7 @@ class QuarantineEntry:
     attempts: int
     first_seen_at: datetime
     last_seen_at: datetime
+    retry_requested_at: datetime | None = None  # a person asked for a try in the next run (UI)
 
 
 class QuarantineStore(StoreEngine):
@@ -42,7 +43,14 @@ class QuarantineStore(StoreEngine):
         change = (
             update(quarantine)
             .where(quarantine.c.stream == stream, quarantine.c.record_id == record_id)
-            .values(**values, last_seen_at=now, resolved_at=None, attempts=quarantine.c.attempts + 1)
+            .values(
+                **values,
+                last_seen_at=now,
+                resolved_at=None,
+                attempts=quarantine.c.attempts + 1,
+                retry_requested_at=None,
+                retry_requested_by=None,
+            )
         )
         add = insert(quarantine).values(
             stream=stream, record_id=record_id, attempts=1, first_seen_at=now, last_seen_at=now, **values
@@ -63,6 +71,21 @@ class QuarantineStore(StoreEngine):
                 ).rowcount
             )
 
+    def request_quarantine_retry(self, stream: str, record_id: str | int, requested_by: str) -> bool:
+        """Have the next run try this open entry whatever its retry timer says; False if it is not open."""
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(quarantine)
+                    .where(
+                        quarantine.c.stream == stream,
+                        quarantine.c.record_id == str(record_id),
+                        quarantine.c.resolved_at.is_(None),
+                    )
+                    .values(retry_requested_at=utcnow(), retry_requested_by=requested_by)
+                ).rowcount
+            )
+
     @staticmethod
     def _quarantine_entry(m: Any) -> QuarantineEntry:
         return QuarantineEntry(
@@ -75,6 +98,7 @@ class QuarantineStore(StoreEngine):
             attempts=m["attempts"],
             first_seen_at=m["first_seen_at"],
             last_seen_at=m["last_seen_at"],
+            retry_requested_at=m["retry_requested_at"],
         )
 
     def open_quarantine(self, stream: str) -> list[QuarantineEntry]:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -128,6 +129,9 @@ quarantine = Table(
     Column("first_seen_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("resolved_at", UtcDateTime),
+    # A person asked (in the UI) for this record to be tried in the next run, whatever its retry timer says.
+    Column("retry_requested_at", UtcDateTime),  # migration 0008
+    Column("retry_requested_by", String(250)),  # migration 0008
     UniqueConstraint("stream", "record_id", name="uq_quarantine_stream_record"),
 )
 
@@ -212,4 +216,30 @@ create_claim_keys = Table(
     Column("target", String(32), primary_key=True),
     Column("claim_key", String(320), primary_key=True),
     Column("claim_id", Integer, ForeignKey("create_claims.id"), nullable=False, index=True),
+)
+
+# What people decide in the UI and what the health check found (migration 0008) ---------------------------
+
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    # Every decision is kept (the audit list); the client sync applies the unapplied ones in order.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(64), nullable=False, index=True),  # the client_review subject it answers
+    Column("decision", String(16), nullable=False),  # link | different | ignore
+    Column("fakturownia_client_id", BigInteger),
+    Column("crm_client_id", BigInteger),
+    Column("decided_by", String(250), nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Column("applied_at", UtcDateTime),
+    Column("outcome", Text),  # what the client sync did with it, or why it could not
+)
+
+integration_checks = Table(
+    "integration_checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("checked_at", UtcDateTime, nullable=False, index=True),
+    Column("ok", Boolean, nullable=False),
+    Column("report", Json, nullable=False),
 )

@@ -1,0 +1,66 @@
+"""Decisions a person made on the client review list, kept for good: the queue the client sync applies, and
+the audit list the UI shows (who decided what, when, and what the sync then did with it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from fakturownia_sync.state.engine import StoreEngine, utcnow
+from fakturownia_sync.state.schema import review_decisions
+
+# link: the two records are one company, link them; different: two companies, create each on the other side
+# (the resemblance no longer holds either back); ignore: stop showing this entry, change nothing.
+REVIEW_DECISIONS = ("link", "different", "ignore")
+
+
+class ReviewDecisionsStore(StoreEngine):
+    def record_review_decision(
+        self,
+        subject: str,
+        decision: str,
+        decided_by: str,
+        fakturownia_client_id: int | None = None,
+        crm_client_id: int | None = None,
+    ) -> int:
+        """Store a decision for the next client sync to apply; returns its id. An unknown decision raises."""
+        if decision not in REVIEW_DECISIONS:
+            raise ValueError(f"unknown review decision {decision!r}; expected one of {', '.join(REVIEW_DECISIONS)}")
+        if not decided_by:
+            raise ValueError("a review decision needs the name of who made it")
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    insert(review_decisions).values(
+                        subject=subject,
+                        decision=decision,
+                        fakturownia_client_id=fakturownia_client_id,
+                        crm_client_id=crm_client_id,
+                        decided_by=decided_by,
+                        decided_at=utcnow(),
+                    )
+                ).inserted_primary_key[0]
+            )
+
+    def pending_review_decisions(self) -> list[dict[str, Any]]:
+        """Decisions not applied yet, oldest first (a later decision on the same subject wins by coming last)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(review_decisions).where(review_decisions.c.applied_at.is_(None)).order_by(review_decisions.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def mark_review_decision_applied(self, decision_id: int, outcome: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(review_decisions)
+                .where(review_decisions.c.id == decision_id)
+                .values(applied_at=utcnow(), outcome=outcome)
+            )
+
+    def review_decision_audit(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest decisions first, applied or not."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(review_decisions).order_by(review_decisions.c.id.desc()).limit(limit))
+            return [dict(row._mapping) for row in rows]
