@@ -3,7 +3,8 @@
 
 Every 15 minutes, one client base in both systems: a client added or edited on either side appears or
 changes on the other, duplicates are recognised instead of copied, and departments land where
-`department_map` says.
+`department_map` says. A Fakturownia `client:create|update` webhook starts a run at once (asset
+`fakturownia://<account>/clients`); the run sweeps and re-reads clients from the API like any run.
 
 **Tasks**
 1. `check_setup` validates the Variable `fakturownia_sync_config` and checks both accounts
@@ -33,16 +34,21 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
-from fakturownia_sync_airflow import tasks
+from fakturownia_sync_airflow import tasks, webhooks
+from fakturownia_sync_airflow.assets import FAKTUROWNIA_CLIENTS
 from fakturownia_sync_airflow.tasks import OWNER
 
 
 @dag(
     dag_id="fakturownia_clients_sync",
-    schedule="*/15 * * * *",
+    # Every 15 minutes, and at once when a Fakturownia webhook records an event on the asset; events that
+    # arrive while a run is going fold into the next run (max_active_runs=1), which sweeps as any run does.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/15 * * * *", timezone="UTC"), assets=FAKTUROWNIA_CLIENTS
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -81,7 +87,8 @@ def fakturownia_clients_sync() -> None:
         return tasks.check_setup()
 
     @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
-    def sync_clients(params: dict[str, Any] | None = None) -> dict:
+    def sync_clients(params: dict[str, Any] | None = None, triggering_asset_events=None) -> dict:
+        webhooks.folded_events(triggering_asset_events)
         return tasks.sync_clients(full=bool((params or {}).get("full")))
 
     @task(retries=1, multiple_outputs=False)  # the state DB only: no API, no pool

@@ -3,6 +3,8 @@
 
 Every 15 minutes, each Fakturownia sales invoice of the configured kinds becomes exactly one deal in the
 CRM, on the right client, with the invoice's number, amount, currency, department and a link back to it.
+A Fakturownia `invoice:create|update` webhook starts a run at once (asset `fakturownia://<account>/invoices`);
+the run sweeps and re-reads invoices from the API like any run, so the 15-minute runs catch any lost webhook.
 
 **Tasks**
 1. `check_setup` validates the Variable `fakturownia_sync_config` and checks both accounts
@@ -28,16 +30,21 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
-from fakturownia_sync_airflow import tasks
+from fakturownia_sync_airflow import tasks, webhooks
+from fakturownia_sync_airflow.assets import FAKTUROWNIA_INVOICES
 from fakturownia_sync_airflow.tasks import OWNER
 
 
 @dag(
     dag_id="fakturownia_invoices_to_deals",
-    schedule="*/15 * * * *",
+    # Every 15 minutes, and at once when a Fakturownia webhook records an event on the asset; events that
+    # arrive while a run is going fold into the next run (max_active_runs=1), which sweeps as any run does.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/15 * * * *", timezone="UTC"), assets=FAKTUROWNIA_INVOICES
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -58,7 +65,8 @@ def fakturownia_invoices_to_deals() -> None:
         return tasks.check_setup()
 
     @task(pool="sugester_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
-    def sync_invoices_to_deals() -> dict:
+    def sync_invoices_to_deals(triggering_asset_events=None) -> dict:
+        webhooks.folded_events(triggering_asset_events)
         return tasks.sync_invoices_to_deals()
 
     check_setup() >> sync_invoices_to_deals()
