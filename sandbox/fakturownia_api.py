@@ -1,4 +1,4 @@
-"""The Fakturownia REST API as far as the sync uses it: invoices, clients, departments.
+"""The Fakturownia REST API as far as the sync uses it: invoices, clients, departments, webhooks.
 
 Shapes and quirks follow ``reference/fakturownia-api.md``: bare JSON arrays,
 ``per_page`` capped at 100, the ``last_12_months`` default period, sales-only
@@ -203,6 +203,28 @@ def create_app(
         await authorized_body(request, vendor)
         return json_response(store.departments)
 
+    def webhooks_api() -> None:
+        """The webhook API as an account without it answers (`/_sandbox/webhooks_api`): 403 or 404."""
+        if store.webhooks_api_status is not None:
+            message = vendor.not_found if store.webhooks_api_status == 404 else "Brak dostępu"
+            raise ApiError(store.webhooks_api_status, message)
+
+    @app.get("/webhooks.json")
+    async def list_webhooks(request: Request) -> Response:
+        await authorized_body(request, vendor)
+        webhooks_api()
+        return json_response([store.webhooks[i] for i in sorted(store.webhooks)])
+
+    @app.post("/webhooks.json")
+    async def create_webhook(request: Request) -> Response:
+        body = await authorized_body(request, vendor)
+        webhooks_api()
+        try:
+            webhook = store.create_webhook(resource(body, "webhook"))
+        except ValidationFailed as exc:
+            raise ApiError(422, exc.errors) from None
+        return json_response(webhook, 201)
+
     @app.get("/invoice/{token}")
     async def public_view(token: str) -> Response:
         """The no-login page ``view_url`` points at, so links in the demo UI lead somewhere."""
@@ -238,6 +260,18 @@ def create_app(
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             return json_response({"ok": False, "error": "count must be a whole number >= 0"}, 422)
         return json_response({"lose_invoice_create_replies": injector.lose_replies("/invoices.json", count)})
+
+    @app.post("/_sandbox/webhooks_api")
+    async def set_webhooks_api(request: Request) -> Response:
+        """Control: `{"status": 403|404}` makes `/webhooks.json` answer so (no webhook API); `null` restores it."""
+        try:
+            status = (await request.json()).get("status")
+        except (ValueError, AttributeError):
+            return json_response({"ok": False, "error": "body must be a JSON object"}, 400)
+        if status not in (None, 403, 404):
+            return json_response({"ok": False, "error": "status must be 403, 404 or null"}, 422)
+        store.webhooks_api_status = status
+        return json_response({"webhooks_api_status": status})
 
     app.include_router(control_router(injector, stats, lambda base: dump(store, base), save))
     return app

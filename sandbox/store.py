@@ -38,6 +38,10 @@ NUMBER_PATTERN = re.compile(r"^(\S+) (\d+)/(\d{2})/(\d{4})$")
 POSITION_WRITABLE = frozenset(POSITION_DEFAULTS) - {"id", "invoice_id", "created_at", "updated_at"}
 POSITION_NAME_MAX = 255
 TRUE_STRINGS = frozenset({"1", "true", "yes", "on"})
+# Event kinds a Fakturownia webhook may subscribe to (reference/fakturownia-api.md §7).
+WEBHOOK_KINDS = frozenset(
+    f"{subject}:{action}" for subject in ("client", "invoice", "product") for action in ("create", "update", "destroy")
+)
 
 
 class NotFound(Exception):
@@ -166,6 +170,10 @@ class FakturowniaStore:
         self._next_client = next_ids.get("client", max(self.clients, default=0) + 1)
         self._next_invoice = next_ids.get("invoice", max(self.invoices, default=0) + 1)
         self._next_position = next_ids.get("position", 1)
+        # The webhook registry (`GET/POST /webhooks.json`): see "webhooks" below for its shape.
+        self.webhooks: dict[int, dict[str, Any]] = {w["id"]: w for w in state.get("webhooks", [])}
+        self._next_webhook = next_ids.get("webhook", max(self.webhooks, default=0) + 1)
+        self.webhooks_api_status: int | None = None  # 403/404: the account's plan or token has no webhook API
         self._rng = random.Random(f"{seed}:fakturownia-writes")
         self.clock = WriteClock(_newest_timestamp([self.clients.values(), self.invoices.values()]))
         self._invoice_lists = _ListCache()
@@ -177,10 +185,12 @@ class FakturowniaStore:
             "departments": self.departments,
             "clients": list(self.clients.values()),
             "invoices": list(self.invoices.values()),
+            "webhooks": list(self.webhooks.values()),
             "next_ids": {
                 "client": self._next_client,
                 "invoice": self._next_invoice,
                 "position": self._next_position,
+                "webhook": self._next_webhook,
             },
         }
 
@@ -355,6 +365,41 @@ class FakturowniaStore:
             record["external_id"] = _optional_str(record["external_id"])
         record["updated_at"] = self.clock.now()
         self._client_lists.clear()
+        return record
+
+    # -- webhooks (registry) -------------------------------------------------
+    #
+    # `self.webhooks` maps id -> {"id", "kind", "url", "api_token", "active", "created_at", "updated_at"}:
+    # `kind` is one of WEBHOOK_KINDS (e.g. "invoice:create"), `url` where the account would POST the event,
+    # `api_token` the webhook's own token (sent in the event's body so the receiver can authenticate it; it is
+    # not the account's API token). Whatever delivers events reads `active_webhooks(kind)`.
+
+    def active_webhooks(self, kind: str) -> list[dict[str, Any]]:
+        """The registered, active webhooks of one event kind, oldest first: who an event of `kind` goes to."""
+        return [w for _, w in sorted(self.webhooks.items()) if w["kind"] == kind and w["active"]]
+
+    def create_webhook(self, fields: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        kind = str(fields.get("kind") or "")
+        url = str(fields.get("url") or "")
+        if kind not in WEBHOOK_KINDS:
+            errors["kind"] = ["jest nieprawidłowe"]
+        if not url.startswith(("http://", "https://")):
+            errors["url"] = ["jest nieprawidłowe"]
+        if errors:
+            raise ValidationFailed(errors)
+        now = self.clock.now()
+        record = {
+            "id": self._next_webhook,
+            "kind": kind,
+            "url": url,
+            "api_token": str(fields.get("api_token") or ""),
+            "active": as_bool(fields.get("active", True)),
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._next_webhook += 1
+        self.webhooks[record["id"]] = record
         return record
 
     # -- helpers -------------------------------------------------------------

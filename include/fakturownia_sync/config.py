@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -32,6 +34,9 @@ MAX_REQUESTS_PER_MINUTE = 100_000  # far above what either vendor allows; 0 mean
 MAX_CRM_WRITE_CONCURRENCY = 32
 MAX_ID = 2**63 - 1  # ids are BIGINT in the state DB and in both APIs
 MAX_PAYMENT_DAYS = 365  # deal_invoicing.payment_days: a year is the longest term anyone sets
+MAX_ALERT_GROWTH = 1_000_000  # alerts.*_growth: more new entries than any run could add
+MAX_ALERT_RECIPIENTS = 50
+MAX_URL_LENGTH = 2000
 
 
 class _Strict(BaseModel):
@@ -113,6 +118,43 @@ class FakturowniaUser(_Strict):
     email: str = Field(min_length=3, max_length=255)
 
 
+AccountName = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class ExpectedAccounts(_Strict):
+    """The account each connection must name (`fakturownia_integration_check`); None: any account.
+
+    A guard against a deployment that talks to the wrong account (a test account, the sandbox, a colleague's
+    prefix): the names are those the run logs, the account prefix (`acme`) or, for a base URL, host:port."""
+
+    fakturownia: AccountName | None = None
+    sugester: AccountName | None = None
+
+
+class Alerts(_Strict):
+    """Who is told when a run fails or the lists a person must work through grow (the Airflow notifier).
+
+    `email_to` empty: no e-mail at all. `quarantine_growth` / `review_growth`: alert when a run ends with at
+    least this many more open quarantine entries (its stream's) / client review entries than the run before
+    it; None: growth never alerts. `on_failure`: alert when a task of any of the DAGs fails for good."""
+
+    email_to: list[str] = Field(default_factory=list, max_length=MAX_ALERT_RECIPIENTS)
+    on_failure: bool = True
+    quarantine_growth: int | None = Field(default=None, ge=1, le=MAX_ALERT_GROWTH)
+    review_growth: int | None = Field(default=None, ge=1, le=MAX_ALERT_GROWTH)
+
+    @field_validator("email_to")
+    @classmethod
+    def _addresses(cls, addresses: list[str]) -> list[str]:
+        bad = [a for a in addresses if not _EMAIL.fullmatch(a.strip())]
+        if bad:
+            raise ValueError(f"not an e-mail address: {bad[:3]} (one address per list item)")
+        return [a.strip() for a in addresses]
+
+
+_EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+")
+
+
 # The keys that decide how a record comes out (which invoices get deals, and what a deal shows): the
 # fingerprint covers exactly these, so a change of any of them retries quarantined records. Every other key
 # is in NON_DECISIVE_KEYS (throughput, sweep timing, client merge policy); a test keeps the two complete.
@@ -123,8 +165,11 @@ DECISIVE_KEYS = frozenset(
     }
 )  # fmt: skip
 NON_DECISIVE_KEYS = frozenset(
-    {"conflict_policy", "lookback_minutes", "quarantine_retry_minutes", "requests_per_minute", "crm_write_concurrency"}
-)
+    {
+        "conflict_policy", "lookback_minutes", "quarantine_retry_minutes", "requests_per_minute",
+        "crm_write_concurrency", "expected_accounts", "webhook_url", "alerts",
+    }
+)  # fmt: skip
 
 
 class SyncConfig(_Strict):
@@ -140,6 +185,21 @@ class SyncConfig(_Strict):
     anonymous_buyers: AnonymousBuyers = Field(default_factory=AnonymousBuyers)
     deal_invoicing: DealInvoicing = Field(default_factory=DealInvoicing)
     fakturownia_users: list[FakturowniaUser] = Field(default_factory=list, max_length=10_000)
+    expected_accounts: ExpectedAccounts = Field(default_factory=ExpectedAccounts)
+    webhook_url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    alerts: Alerts = Field(default_factory=Alerts)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, url: str | None) -> str | None:
+        """Where Fakturownia's webhooks go: the plugin's receiver, `<Airflow URL>/fakturownia-sync/webhooks/
+        fakturownia`, as Fakturownia's servers reach it."""
+        if url is None:
+            return None
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+            raise ValueError(f"must be an http(s) URL with a host and no user or password, got {url[:80]!r}")
+        return url.strip()
 
     @field_validator("invoice_kinds")
     @classmethod
@@ -199,6 +259,8 @@ _UNITS = {
     "quarantine_retry_minutes": " minutes (30 days)",
     "requests_per_minute.fakturownia": " requests a minute (0: no client-side limit)",
     "requests_per_minute.sugester": " requests a minute (0: no client-side limit)",
+    "alerts.quarantine_growth": " new open entries since the previous run (null: never alert)",
+    "alerts.review_growth": " new open entries since the previous run (null: never alert)",
 }
 
 

@@ -133,6 +133,18 @@ class FakturowniaClient:
     def departments(self) -> list[dict[str, Any]]:
         return self.transport.request("GET", "/departments.json", expect=LIST)
 
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """The account's webhooks (`GET /webhooks.json`): `[{id, kind, url, api_token, active}]`. Each carries
+        its own token (not the API token): callers never show it. A 404 or 403 (`ApiNotFound`, `ApiAuthError`)
+        means the account or token has no webhook API."""
+        return self.transport.request("GET", "/webhooks.json", expect=LIST) or []
+
+    def create_webhook(self, kind: str, url: str, token: str) -> dict[str, Any]:
+        """Register an active webhook: events of `kind` (e.g. `invoice:create`) are POSTed to `url` carrying
+        `token` (the receiver's own token, `api_token` in the event) so the receiver can authenticate them."""
+        body = {"webhook": {"kind": kind, "url": url, "api_token": token, "active": True}}
+        return self.transport.request("POST", "/webhooks.json", body=body, expect=RECORD)
+
     def check_access(self) -> None:
         """One cheap authenticated read; raises `ApiAuthError`/`ApiUnavailable` when the account is unusable."""
         self.transport.request("GET", "/invoices.json", params={"period": "all", "per_page": 1, "page": 1})

@@ -16,9 +16,10 @@ from airflow.sdk import Variable, get_current_context
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
+from fakturownia_sync.account_check import access_problem, expected_account_problem
 from fakturownia_sync.clients_sync import ClientsSync
 from fakturownia_sync.config import VARIABLE_NAME, NoDepartment, SyncConfig, load_config
-from fakturownia_sync.errors import ApiAuthError, ApiError, ConfigError
+from fakturownia_sync.errors import ApiAuthError, ConfigError
 from fakturownia_sync.invoices_to_deals import InvoicesToDeals
 from fakturownia_sync.review import review_export_path, write_review_csv
 from fakturownia_sync.run_summary import render_summary
@@ -47,32 +48,26 @@ def load_sync_config() -> SyncConfig:
     return config
 
 
-def _check_account(hook: FakturowniaHook | SugesterHook) -> str:
+def _check_account(hook: FakturowniaHook | SugesterHook, expected: str | None, key: str) -> str:
     try:
         client = hook.get_conn(policy=SETUP_CHECK_POLICY)
     except ConfigError as exc:
         raise AirflowFailException(str(exc)) from None
-    account = client.account
-    try:
-        client.check_access()
-    except ApiAuthError as exc:
-        raise AirflowFailException(
-            f"{account.api} rejected the API token for account '{account.name}' ({account.base_url}) with "
-            f"HTTP {exc.status} ({exc.message}); check the password of connection '{hook.conn_id}'."
-        ) from None
-    except ApiError as exc:
-        raise AirflowFailException(
-            f"Could not use {account.api} account '{account.name}' at {account.base_url} ({exc.message}); "
-            f"check the host of connection '{hook.conn_id}'."
-        ) from None
-    return account.name
+    problem = expected_account_problem(client.account, expected, hook.conn_id, key) or access_problem(
+        client, hook.conn_id
+    )
+    if problem:
+        raise AirflowFailException(problem)
+    return client.account.name
 
 
 def check_setup() -> dict[str, Any]:
-    """First task of every sync DAG: config valid, both accounts answer to their tokens, state DB migrated."""
+    """First task of every sync DAG: config valid, both accounts answer to their tokens (and are the accounts
+    `expected_accounts` names), state DB migrated."""
     config = load_sync_config()
-    fakturownia = _check_account(FakturowniaHook())
-    crm = _check_account(SugesterHook())
+    expected = config.expected_accounts
+    fakturownia = _check_account(FakturowniaHook(), expected.fakturownia, "expected_accounts.fakturownia")
+    crm = _check_account(SugesterHook(), expected.sugester, "expected_accounts.sugester")
     SyncStateHook().get_conn().close()
     log.info("Configuration valid; Fakturownia account '%s', CRM account '%s'.", fakturownia, crm)
     return {
