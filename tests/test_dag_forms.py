@@ -138,6 +138,14 @@ def test_every_summary_is_one_xcom_and_every_api_task_holds_a_pool(dags) -> None
         assert dags[dag_id].get_task("check_setup").pool in API_POOLS
 
 
+def test_integration_check_reads_each_api_under_its_pool_and_always_reports(dags) -> None:
+    dag = dags["fakturownia_integration_check"]
+    pools = {task.task_id: task.pool for task in dag.tasks}
+    assert pools["check_fakturownia"] == "fakturownia_api" and pools["check_crm"] == "sugester_api"
+    assert dag.get_task("report").trigger_rule == "all_done"  # a side whose task failed is reported, not lost
+    assert trigger(dag, {})["register_webhooks"] is False  # the form triggers with its defaults
+
+
 def window(**counts: Any) -> dict[str, Any]:
     return {"invoices_seen": 0, "deals_created": 0, "deals_updated": 0, "deals_unchanged": 0, **counts}
 

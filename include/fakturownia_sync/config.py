@@ -172,6 +172,16 @@ NON_DECISIVE_KEYS = frozenset(
 )  # fmt: skip
 
 
+def valid_webhook_url(url: str) -> str:
+    """Where Fakturownia's webhooks go (config key `webhook_url`, or the integration check's Param): the
+    plugin's receiver, `<Airflow URL>/fakturownia-sync/webhooks/fakturownia`, as Fakturownia's servers reach
+    it. An http(s) URL with a host and no user or password (it is stored in Fakturownia in the clear)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        raise ValueError(f"must be an http(s) URL with a host and no user or password, got {url[:80]!r}")
+    return url.strip()
+
+
 class SyncConfig(_Strict):
     invoice_kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_INVOICE_KINDS))
     department_map: list[DepartmentPair] = Field(default_factory=list)
@@ -192,14 +202,7 @@ class SyncConfig(_Strict):
     @field_validator("webhook_url")
     @classmethod
     def _webhook_url(cls, url: str | None) -> str | None:
-        """Where Fakturownia's webhooks go: the plugin's receiver, `<Airflow URL>/fakturownia-sync/webhooks/
-        fakturownia`, as Fakturownia's servers reach it."""
-        if url is None:
-            return None
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
-            raise ValueError(f"must be an http(s) URL with a host and no user or password, got {url[:80]!r}")
-        return url.strip()
+        return None if url is None else valid_webhook_url(url)
 
     @field_validator("invoice_kinds")
     @classmethod

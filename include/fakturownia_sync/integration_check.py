@@ -84,6 +84,13 @@ def _account_facts(client: FakturowniaClient | SugesterClient, expected: str | N
     return {"api": account.api, "name": account.name, "base_url": account.base_url, "problem": problem}
 
 
+def not_connected(api: str, problem: str) -> dict[str, Any]:
+    """The facts of a side whose client could not even be built (a connection missing or unusable): the
+    problem says which connection and field to fix; nothing else of that side is known."""
+    account = {"api": api, "name": None, "base_url": None, "problem": problem}
+    return {"account": account, "departments": None, "webhooks": None, "pairing": None, "deals": None}
+
+
 def _departments(client: FakturowniaClient | SugesterClient) -> dict[str, Any]:
     try:
         listed = client.departments()

@@ -78,9 +78,10 @@ def check_setup() -> dict[str, Any]:
     }
 
 
-def _owner() -> str:
-    """Claims on records belong to the DAG run, so a retry of the same run takes over its own claims."""
-    context = get_current_context()
+def _owner(context: Any = None) -> str:
+    """Claims on records belong to the DAG run, so a retry of the same run takes over its own claims; runs in
+    the state DB carry the same owner (how an alert finds the runs of its DAG run)."""
+    context = context or get_current_context()
     return f"{context['dag'].dag_id}/{context['run_id']}"
 
 
