@@ -36,6 +36,7 @@ from airflow.sdk import dag, task
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import deal_invoicing_tasks
+from fakturownia_sync_airflow.alerts import CALLBACKS
 from fakturownia_sync_airflow.tasks import OWNER
 
 
@@ -53,6 +54,7 @@ from fakturownia_sync_airflow.tasks import OWNER
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "execution_timeout": TASK_EXECUTION_TIMEOUT,
+        **CALLBACKS,  # alerts: a task failed for good, a list grew past its threshold
     },
 )
 def crm_deals_to_invoices() -> None:

@@ -39,6 +39,7 @@ from fakturownia_sync.config import INVOICE_KINDS
 from fakturownia_sync.timing import BACKFILL_TASK_TIMEOUT, SETUP_CHECK_TIMEOUT
 from fakturownia_sync.windows import WINDOW_SIZES
 from fakturownia_sync_airflow import backfill_tasks, tasks
+from fakturownia_sync_airflow.alerts import CALLBACKS
 from fakturownia_sync_airflow.tasks import OWNER
 
 # The grid's label of a mapped window, e.g. "2024-01-01..2024-01-31" (rendered before the task runs, too).
@@ -58,6 +59,7 @@ WINDOW_LABEL = "{{ task.op_kwargs['window']['date_from'] }}..{{ task.op_kwargs['
         "retries": 3,
         "retry_delay": timedelta(minutes=1),
         "execution_timeout": BACKFILL_TASK_TIMEOUT,
+        **CALLBACKS,  # alerts: a task failed for good, a list grew past its threshold
     },
     params={
         # Dates are bounded by a pattern (years 2000-2100) because JSON schema cannot compare dates; no default

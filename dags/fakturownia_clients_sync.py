@@ -38,6 +38,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks, webhooks
+from fakturownia_sync_airflow.alerts import CALLBACKS
 from fakturownia_sync_airflow.assets import FAKTUROWNIA_CLIENTS
 from fakturownia_sync_airflow.tasks import OWNER
 
@@ -60,6 +61,7 @@ from fakturownia_sync_airflow.tasks import OWNER
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "execution_timeout": TASK_EXECUTION_TIMEOUT,
+        **CALLBACKS,  # alerts: a task failed for good, a list grew past its threshold
     },
     params={
         "full": Param(

@@ -34,6 +34,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks, webhooks
+from fakturownia_sync_airflow.alerts import CALLBACKS
 from fakturownia_sync_airflow.assets import FAKTUROWNIA_INVOICES
 from fakturownia_sync_airflow.tasks import OWNER
 
@@ -56,6 +57,7 @@ from fakturownia_sync_airflow.tasks import OWNER
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "execution_timeout": TASK_EXECUTION_TIMEOUT,
+        **CALLBACKS,  # alerts: a task failed for good, a list grew past its threshold
     },
 )
 def fakturownia_invoices_to_deals() -> None:
