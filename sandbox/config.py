@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.webhooks import DEFAULT_WEBHOOK_TOKEN, SYNCED_KINDS, WebhookTarget, parse_kinds
+
 DEFAULT_FAKTUROWNIA_TOKEN = "fk-sandbox-token"
 DEFAULT_SUGESTER_TOKEN = "sg-sandbox-token"
 
@@ -29,6 +31,13 @@ class SandboxConfig:
     fakturownia_token: str = DEFAULT_FAKTUROWNIA_TOKEN
     sugester_token: str = DEFAULT_SUGESTER_TOKEN
     state_file: Path | None = None
+    webhook_url: str | None = None
+    webhook_token: str = DEFAULT_WEBHOOK_TOKEN
+    webhook_kinds: frozenset[str] = frozenset(SYNCED_KINDS)
+    webhook_drop_rate: float = 0.0
+
+    def webhook_target(self) -> WebhookTarget:
+        return WebhookTarget(self.webhook_url, self.webhook_token, self.webhook_kinds, self.webhook_drop_rate)
 
     def fault_knobs(self) -> dict[str, float]:
         return {
@@ -62,6 +71,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _kinds(text: str) -> frozenset[str]:
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = SandboxConfig()
     parser = argparse.ArgumentParser(
@@ -85,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fakturownia-token", default=defaults.fakturownia_token, help="api_token Fakturownia accepts")
     add("--sugester-token", default=defaults.sugester_token, help="api_token Sugester accepts")
     add("--state-file", type=Path, default=None, help="load state from here if it exists; save here on exit")
+    add("--webhook-url", default=None, help="also POST Fakturownia webhooks here (besides registered webhooks)")
+    add("--webhook-token", default=defaults.webhook_token, help="the webhook's own token, sent as api_token")
+    add("--webhook-kinds", type=_kinds, default=defaults.webhook_kinds, help="comma-separated kinds for --webhook-url")
+    add("--webhook-drop-rate", type=_rate, default=0.0, help="share of webhook deliveries lost on purpose")
     return parser
 
 

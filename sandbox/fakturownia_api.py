@@ -24,6 +24,8 @@ from sandbox.records import render_invoice
 from sandbox.stats import Stats
 from sandbox.store import ClientFilter, FakturowniaStore, InvoiceFilter, ValidationFailed, as_bool, as_int
 from sandbox.vendor_app import lookup, vendor_app
+from sandbox.webhooks import WebhookDelivery
+from sandbox.webhooks import control_router as webhooks_control_router
 
 INVOICE_ORDER_FIELDS = (
     "id",
@@ -117,8 +119,15 @@ def create_app(
     injector: FaultInjector,
     stats: Stats,
     save: Callable[[], Awaitable[str | None]],
+    webhooks: WebhookDelivery | None = None,
 ) -> FastAPI:
     app = vendor_app("Fakturownia sandbox", vendor)
+
+    def stored(kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        """A create or update went through: its webhooks go out (in the background), as Fakturownia's do."""
+        if webhooks is not None:
+            webhooks.emit(kind, record)
+        return record
 
     def rendered(invoice: dict[str, Any], request: Request, status: int = 200) -> Response:
         return json_response(render_invoice(invoice, base_url(request)), status)
@@ -147,7 +156,7 @@ def create_app(
             invoice = store.create_invoice(resource(body, "invoice"))
         except ValidationFailed as exc:
             raise ApiError(422, exc.errors) from None
-        return rendered(invoice, request, 201)
+        return json_response(stored("invoice:create", render_invoice(invoice, base_url(request))), 201)
 
     @app.api_route("/invoices/{invoice_id}.json", methods=["PUT", "PATCH"])
     async def update_invoice(invoice_id: str, request: Request) -> Response:
@@ -157,7 +166,7 @@ def create_app(
             invoice = store.update_invoice(record["id"], resource(body, "invoice"))
         except ValidationFailed as exc:
             raise ApiError(422, exc.errors) from None
-        return rendered(invoice, request)
+        return json_response(stored("invoice:update", render_invoice(invoice, base_url(request))))
 
     @app.delete("/invoices/{invoice_id}.json")
     async def delete_invoice(invoice_id: str, request: Request) -> Response:
@@ -186,7 +195,7 @@ def create_app(
             client = store.create_client(resource(body, "client"))
         except ValidationFailed as exc:
             raise ApiError(422, exc.errors) from None
-        return json_response(client, 201)
+        return json_response(stored("client:create", client), 201)
 
     @app.api_route("/clients/{client_id}.json", methods=["PUT", "PATCH"])
     async def update_client(client_id: str, request: Request) -> Response:
@@ -196,7 +205,7 @@ def create_app(
             client = store.update_client(record["id"], resource(body, "client"))
         except ValidationFailed as exc:
             raise ApiError(422, exc.errors) from None
-        return json_response(client)
+        return json_response(stored("client:update", client))
 
     @app.get("/departments.json")
     async def list_departments(request: Request) -> Response:
@@ -274,4 +283,6 @@ def create_app(
         return json_response({"webhooks_api_status": status})
 
     app.include_router(control_router(injector, stats, lambda base: dump(store, base), save))
+    if webhooks is not None:
+        app.include_router(webhooks_control_router(webhooks))
     return app

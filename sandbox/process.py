@@ -62,6 +62,9 @@ class SandboxProcess:
         sugester_token: str = DEFAULT_SUGESTER_TOKEN,
         startup_timeout: float = 60.0,
         log_path: str | os.PathLike[str] | None = None,
+        webhook_url: str | None = None,
+        webhook_token: str | None = None,
+        webhook_drop_rate: float = 0.0,
     ) -> None:
         self.fakturownia_token = fakturownia_token
         self.sugester_token = sugester_token
@@ -89,6 +92,12 @@ class SandboxProcess:
         ]  # fmt: skip
         if self.state_file is not None:
             self._args += ["--state-file", str(self.state_file)]
+        if webhook_url is not None:
+            self._args += ["--webhook-url", webhook_url]
+        if webhook_token is not None:
+            self._args += ["--webhook-token", webhook_token]
+        if webhook_drop_rate:
+            self._args += ["--webhook-drop-rate", str(webhook_drop_rate)]
         self._args += list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -232,6 +241,14 @@ class SandboxProcess:
     def reset_stats(self, api: str | None = None) -> None:
         for name in (api,) if api is not None else APIS:
             self._control("POST", name, "stats/reset")
+
+    def webhooks(self) -> dict[str, Any]:
+        """Webhook deliveries so far (queued, delivered, dropped, failed, pending) and the command-line receiver."""
+        return self._control("GET", "fakturownia", "webhooks")
+
+    def set_webhooks(self, **settings: Any) -> dict[str, Any]:
+        """Change the command-line webhook receiver at run time: url, token, kinds, drop_rate."""
+        return self._control("POST", "fakturownia", "webhooks", settings)
 
     def dump(self, api: str) -> dict[str, Any]:
         return self._control("GET", api, "dump", timeout=300.0)

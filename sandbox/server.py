@@ -29,6 +29,7 @@ from sandbox.config import SandboxConfig
 from sandbox.faults import FaultInjector, FaultKnobs, FaultMiddleware, SilenceDroppedResponses
 from sandbox.stats import Stats
 from sandbox.store import FakturowniaStore, SugesterStore
+from sandbox.webhooks import WebhookDelivery
 
 STATE_FORMAT = "fakturownia-sugester-sandbox/1"
 SHUTDOWN_GRACE_SECONDS = 3
@@ -138,7 +139,8 @@ async def serve(config: SandboxConfig) -> int:
     fk_faults = FaultInjector(knobs, config.seed, fk_vendor.name)
     sg_faults = FaultInjector(knobs, config.seed, sg_vendor.name)
     fk_stats, sg_stats = Stats(), Stats()
-    fk_app = fakturownia_api.create_app(fakturownia, fk_vendor, fk_faults, fk_stats, save)
+    webhooks = WebhookDelivery(config.webhook_target(), config.seed, registered=fakturownia.active_webhooks)
+    fk_app = fakturownia_api.create_app(fakturownia, fk_vendor, fk_faults, fk_stats, save, webhooks)
     sg_app = sugester_api.create_app(sugester, sg_vendor, sg_faults, sg_stats, save)
 
     try:

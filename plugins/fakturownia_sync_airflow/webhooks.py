@@ -24,11 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.assets.manager import asset_manager
-from airflow.exceptions import AirflowNotFoundException
-from airflow.models.connection import Connection
-from airflow.serialization.definitions.assets import SerializedAssetUniqueKey
-from airflow.utils.session import create_session
+from airflow.sdk import AssetAlias
+from airflow.sdk.exceptions import AirflowNotFoundException
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -124,6 +121,8 @@ def parse_event(payload: Mapping[str, Any], query_kind: str | None = None) -> We
 def expected_token() -> str:
     """The webhook token from the connection (environment, secrets backend or metadata DB), looked up per
     request so a rotated token applies without restarting the api-server."""
+    from airflow.models.connection import Connection  # server side only: see `record_asset_event`
+
     try:
         connection = Connection.get_connection_from_secrets(WEBHOOK_CONN_ID)
     except AirflowNotFoundException:
@@ -139,6 +138,12 @@ def expected_token() -> str:
 def record_asset_event(event: WebhookEvent) -> int:
     """One asset event, recorded as the core `POST /api/v2/assets/events` route records it (the scheduler then
     queues the DAGs scheduled on the asset); returns its id."""
+    # Imported here, not at the top: DAG tasks import this module for `folded_events`, and a task should not
+    # load the metadata-DB side of Airflow that only the api-server uses.
+    from airflow.assets.manager import asset_manager
+    from airflow.serialization.definitions.assets import SerializedAssetUniqueKey
+    from airflow.utils.session import create_session
+
     asset = SYNCED_ASSETS[event.kind]
     with create_session() as session:
         recorded = asset_manager.register_asset_change(
@@ -190,11 +195,23 @@ async def receive_fakturownia_webhook(request: Request) -> JSONResponse:
 
 
 def folded_events(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> int:
-    """Log how many webhook events one run folds (the scheduler queues every event of a burst into the next
-    run); the run itself sweeps and re-reads, whatever the events say. Returns the count."""
-    events = [event for per_asset in (triggering_asset_events or {}).values() for event in per_asset]
+    """Log how many asset events one run folds (the scheduler queues every event of a burst into the next run),
+    and which records the webhooks among them named; the run itself sweeps and re-reads whatever the events
+    say. Returns the count. Events reached through an alias are listed under the alias too: counted once."""
+    events = [
+        event
+        for key, per_asset in (triggering_asset_events or {}).items()
+        if not isinstance(key, AssetAlias)
+        for event in per_asset
+    ]
     if events:
-        ids = sorted({str((event.extra or {}).get("id")) for event in events})
+        from_webhooks = [event for event in events if (event.extra or {}).keys() == {"kind", "id"}]
+        ids = sorted({str(event.extra["id"]) for event in from_webhooks}, key=lambda text: (len(text), text))
         shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
-        log.info("This run folds %d asset event(s) from webhooks; records named: %s.", len(events), shown)
+        log.info(
+            "This run folds %d asset event(s), %d from webhooks (records %s); it sweeps and re-reads as any run.",
+            len(events),
+            len(from_webhooks),
+            shown or "none",
+        )
     return len(events)
