@@ -37,6 +37,7 @@ from airflow.sdk import dag, task
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import deal_invoicing_tasks
 from fakturownia_sync_airflow.alerts import CALLBACKS
+from fakturownia_sync_airflow.assets import CRM_CLIENTS, CRM_DEALS, FAKTUROWNIA_WRITES, record_fakturownia_writes
 from fakturownia_sync_airflow.tasks import OWNER
 
 
@@ -63,9 +64,19 @@ def crm_deals_to_invoices() -> None:
     def check_setup() -> dict:
         return deal_invoicing_tasks.check_setup()
 
-    @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
-    def sync_deals_to_invoices() -> dict:
-        return deal_invoicing_tasks.sync_deals_to_invoices()
+    # Invoices and client cards made in Fakturownia are recorded only when there were some (FAKTUROWNIA_WRITES):
+    # the syncs scheduled on those assets start only when this run gave them something to do.
+    @task(
+        pool="fakturownia_api",
+        execution_timeout=TASK_EXECUTION_TIMEOUT,
+        multiple_outputs=False,
+        inlets=[CRM_DEALS, CRM_CLIENTS],
+        outlets=[CRM_DEALS, FAKTUROWNIA_WRITES],
+    )
+    def sync_deals_to_invoices(outlet_events=None) -> dict:
+        summary = deal_invoicing_tasks.sync_deals_to_invoices()
+        record_fakturownia_writes(outlet_events, summary)
+        return summary
 
     check_setup() >> sync_deals_to_invoices()
 

@@ -40,6 +40,14 @@ from fakturownia_sync.timing import BACKFILL_TASK_TIMEOUT, SETUP_CHECK_TIMEOUT
 from fakturownia_sync.windows import WINDOW_SIZES
 from fakturownia_sync_airflow import backfill_tasks, tasks
 from fakturownia_sync_airflow.alerts import CALLBACKS
+from fakturownia_sync_airflow.assets import (
+    CRM_CLIENTS,
+    CRM_DEALS,
+    FAKTUROWNIA_CLIENTS,
+    FAKTUROWNIA_INVOICES,
+    FAKTUROWNIA_WRITES,
+    record_fakturownia_writes,
+)
 from fakturownia_sync_airflow.tasks import OWNER
 
 # The grid's label of a mapped window, e.g. "2024-01-01..2024-01-31" (rendered before the task runs, too).
@@ -136,9 +144,17 @@ def fakturownia_backfill() -> None:
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="fakturownia_api", execution_timeout=BACKFILL_TASK_TIMEOUT, multiple_outputs=False)
-    def sync_all_clients() -> dict:
-        return backfill_tasks.backfill_clients()
+    @task(
+        pool="fakturownia_api",
+        execution_timeout=BACKFILL_TASK_TIMEOUT,
+        multiple_outputs=False,
+        inlets=[FAKTUROWNIA_CLIENTS, CRM_CLIENTS],
+        outlets=[CRM_CLIENTS, FAKTUROWNIA_WRITES],  # Fakturownia writes recorded only when there were some
+    )
+    def sync_all_clients(outlet_events=None) -> dict:
+        summary = backfill_tasks.backfill_clients()
+        record_fakturownia_writes(outlet_events, summary)
+        return summary
 
     @task(pool="fakturownia_api", retries=0, trigger_rule="none_failed")
     def plan_windows() -> list[dict]:
@@ -150,11 +166,18 @@ def fakturownia_backfill() -> None:
         execution_timeout=BACKFILL_TASK_TIMEOUT,
         map_index_template=WINDOW_LABEL,
         multiple_outputs=False,
+        inlets=[FAKTUROWNIA_INVOICES, FAKTUROWNIA_CLIENTS],
+        outlets=[CRM_DEALS, CRM_CLIENTS],
     )
     def backfill_window(window: dict) -> dict:
         return backfill_tasks.backfill_invoice_window(window)
 
-    @task(pool="fakturownia_api", execution_timeout=timedelta(hours=6), multiple_outputs=False)
+    @task(
+        pool="fakturownia_api",
+        execution_timeout=timedelta(hours=6),
+        multiple_outputs=False,
+        inlets=[FAKTUROWNIA_INVOICES, FAKTUROWNIA_CLIENTS, CRM_CLIENTS],  # reads only: writes go to a scratch copy
+    )
     def dry_run_backfill() -> dict:
         return backfill_tasks.dry_run_backfill()
 

@@ -39,7 +39,12 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, t
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks, webhooks
 from fakturownia_sync_airflow.alerts import CALLBACKS
-from fakturownia_sync_airflow.assets import FAKTUROWNIA_CLIENTS
+from fakturownia_sync_airflow.assets import (
+    CRM_CLIENTS,
+    FAKTUROWNIA_CLIENTS,
+    FAKTUROWNIA_WRITES,
+    record_fakturownia_writes,
+)
 from fakturownia_sync_airflow.tasks import OWNER
 
 
@@ -88,10 +93,20 @@ def fakturownia_clients_sync() -> None:
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="fakturownia_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
-    def sync_clients(params: dict[str, Any] | None = None, triggering_asset_events=None) -> dict:
+    # Writes to Fakturownia are recorded only when there were some (FAKTUROWNIA_WRITES): this DAG runs on
+    # the Fakturownia clients asset, and an event after every run would start it again at once.
+    @task(
+        pool="fakturownia_api",
+        execution_timeout=TASK_EXECUTION_TIMEOUT,
+        multiple_outputs=False,
+        inlets=[FAKTUROWNIA_CLIENTS, CRM_CLIENTS],
+        outlets=[CRM_CLIENTS, FAKTUROWNIA_WRITES],
+    )
+    def sync_clients(params: dict[str, Any] | None = None, triggering_asset_events=None, outlet_events=None) -> dict:
         webhooks.folded_events(triggering_asset_events)
-        return tasks.sync_clients(full=bool((params or {}).get("full")))
+        summary = tasks.sync_clients(full=bool((params or {}).get("full")))
+        record_fakturownia_writes(outlet_events, summary)
+        return summary
 
     @task(retries=1, multiple_outputs=False)  # the state DB only: no API, no pool
     def export_client_review(params: dict[str, Any] | None = None) -> dict:

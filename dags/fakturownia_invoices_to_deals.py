@@ -35,7 +35,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from fakturownia_sync.timing import SETUP_CHECK_TIMEOUT, TASK_EXECUTION_TIMEOUT
 from fakturownia_sync_airflow import tasks, webhooks
 from fakturownia_sync_airflow.alerts import CALLBACKS
-from fakturownia_sync_airflow.assets import FAKTUROWNIA_INVOICES
+from fakturownia_sync_airflow.assets import CRM_CLIENTS, CRM_DEALS, FAKTUROWNIA_CLIENTS, FAKTUROWNIA_INVOICES
 from fakturownia_sync_airflow.tasks import OWNER
 
 
@@ -66,7 +66,13 @@ def fakturownia_invoices_to_deals() -> None:
     def check_setup() -> dict:
         return tasks.check_setup()
 
-    @task(pool="sugester_api", execution_timeout=TASK_EXECUTION_TIMEOUT, multiple_outputs=False)
+    @task(
+        pool="sugester_api",
+        execution_timeout=TASK_EXECUTION_TIMEOUT,
+        multiple_outputs=False,
+        inlets=[FAKTUROWNIA_INVOICES, FAKTUROWNIA_CLIENTS],
+        outlets=[CRM_DEALS, CRM_CLIENTS],
+    )
     def sync_invoices_to_deals(triggering_asset_events=None) -> dict:
         webhooks.folded_events(triggering_asset_events)
         return tasks.sync_invoices_to_deals()
