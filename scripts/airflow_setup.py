@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fakturownia_sync_airflow.provider import FAKTUROWNIA_CONN_TYPE, SUGESTER_CONN_TYPE
 from sandbox.demo_config import DEMO_CONFIG
 
 VARIABLE = "fakturownia_sync_config"
@@ -26,27 +27,41 @@ POOLS = {
 }
 
 
-def sandbox_connections(sandbox: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
-    """conn_id → (host URL, token, description) for the sandbox described by `sandbox` (demo's sandbox.json)."""
+def sandbox_connections(sandbox: dict[str, Any]) -> dict[str, tuple[str, str, str, str]]:
+    """conn_id → (connection type, host URL, token, description) for the sandbox described by `sandbox` (demo's
+    sandbox.json). The types are the provider's own, so the UI shows their forms and their Test button."""
     return {
-        "fakturownia_default": (sandbox["fakturownia_url"], sandbox["fakturownia_token"], "Fakturownia (sandbox)"),
-        "sugester_default": (sandbox["sugester_url"], sandbox["sugester_token"], "Sugester CRM (sandbox)"),
+        "fakturownia_default": (
+            FAKTUROWNIA_CONN_TYPE,
+            sandbox["fakturownia_url"],
+            sandbox["fakturownia_token"],
+            "Fakturownia (sandbox)",
+        ),
+        "sugester_default": (
+            SUGESTER_CONN_TYPE,
+            sandbox["sugester_url"],
+            sandbox["sugester_token"],
+            "Sugester CRM (sandbox)",
+        ),
     }
 
 
-def ensure_connections(connections: dict[str, tuple[str, str, str]]) -> dict[str, str]:
-    """Add each connection that does not exist; returns conn_id → "created" or "kept"."""
+def ensure_connections(connections: dict[str, tuple[str, str, str, str]]) -> dict[str, str]:
+    """Add each connection that does not exist; returns conn_id → "created" or "kept".
+
+    One that exists is kept as it is, whatever its type (an older `http` one keeps working).
+    """
     from airflow.models import Connection
     from airflow.utils.session import create_session
 
     done: dict[str, str] = {}
     with create_session() as session:
-        for conn_id, (url, token, description) in connections.items():
+        for conn_id, (conn_type, url, token, description) in connections.items():
             if session.query(Connection).filter(Connection.conn_id == conn_id).first() is not None:
                 done[conn_id] = "kept"
                 continue
             session.add(
-                Connection(conn_id=conn_id, conn_type="http", host=url, password=token, description=description)
+                Connection(conn_id=conn_id, conn_type=conn_type, host=url, password=token, description=description)
             )
             done[conn_id] = "created"
     return done

@@ -9,8 +9,10 @@ connection) and logs in as a SimpleAuthManager user.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -290,3 +292,46 @@ def test_rest_api_connection_test_reaches_the_sandbox(api_server: ApiServer, san
     assert bad["status"] is False
     assert not leaked
     assert bad["message"].startswith("Fakturownia rejected the API token for account")
+
+
+# Set-up of a local Airflow -----------------------------------------------------------------------------
+
+SETUP_PROBE = """
+import json, sys
+from airflow.models import Connection
+from airflow.utils.session import create_session
+from scripts import airflow_setup
+with create_session() as session:  # a user's own connection, made before the set-up ran
+    session.add(Connection(conn_id="sugester_default", conn_type="http", host="https://mine.sugester.pl"))
+done = airflow_setup.ensure_connections(airflow_setup.sandbox_connections(json.loads(sys.argv[1])))
+with create_session() as session:
+    conns = {c.conn_id: [c.conn_type, c.host] for c in session.query(Connection)}
+print(json.dumps({"done": done, "conns": conns}))
+"""
+
+
+def test_setup_creates_connections_of_the_providers_types_and_keeps_existing_ones(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    home = tmp_path / "airflow_home"  # a throw-away copy of the session's migrated metadata DB
+    home.mkdir()
+    shutil.copy(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db", home / "airflow.db")
+    sandbox = {
+        "fakturownia_url": "http://127.0.0.1:19601",
+        "sugester_url": "http://127.0.0.1:19602",
+        "fakturownia_token": "t-f",
+        "sugester_token": "t-s",
+    }
+    probe = subprocess.run(
+        [sys.executable, "-c", SETUP_PROBE, json.dumps(sandbox)],
+        env={**airflow_env, "AIRFLOW_HOME": str(home)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    found = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert found["done"] == {"fakturownia_default": "created", "sugester_default": "kept"}
+    assert found["conns"]["fakturownia_default"] == ["fakturownia", "http://127.0.0.1:19601"]
+    assert found["conns"]["sugester_default"] == ["http", "https://mine.sugester.pl"]
