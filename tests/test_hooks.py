@@ -62,6 +62,26 @@ def test_http_connection_given_as_uri_works(monkeypatch: pytest.MonkeyPatch) -> 
     assert parse_qs(urlsplit(sent.url).query)["api_token"] == [TOKEN]
 
 
+@pytest.mark.parametrize("conn_type", ["fakturownia", "sugester", "http", "generic"])
+def test_every_connection_type_is_read_the_same_way(monkeypatch: pytest.MonkeyPatch, conn_type: str) -> None:
+    """The provider's types are for the UI's forms; the hooks read host and password whatever the type."""
+    set_connection(monkeypatch, "fakturownia_default", conn_type=conn_type, host="acme", password=TOKEN)
+    set_connection(monkeypatch, "sugester_default", conn_type=conn_type, host="http://127.0.0.1:19602", password=TOKEN)
+    fakturownia, crm = FakturowniaHook().account(), SugesterHook().account()
+    assert (fakturownia.base_url, fakturownia.name, fakturownia.token) == ("https://acme.fakturownia.pl", "acme", TOKEN)
+    assert (crm.base_url, crm.name) == ("http://127.0.0.1:19602", "127.0.0.1:19602")
+
+
+def test_hooks_take_their_connection_by_the_keyword_airflow_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Connection.get_hook()` builds a hook as `Hook(**{hook.conn_name_attr: conn_id})`."""
+    set_connection(monkeypatch, "books_eu", conn_type="fakturownia", host="eu", password=TOKEN)
+    set_connection(monkeypatch, "crm_eu", conn_type="sugester", host="eu", password=TOKEN)
+    fakturownia = FakturowniaHook(**{FakturowniaHook.conn_name_attr: "books_eu"})
+    crm = SugesterHook(**{SugesterHook.conn_name_attr: "crm_eu"})
+    assert (fakturownia.conn_id, fakturownia.account().base_url) == ("books_eu", "https://eu.fakturownia.pl")
+    assert (crm.conn_id, crm.account().base_url) == ("crm_eu", "https://eu.sugester.pl")
+
+
 def test_named_connection_and_rate_limit_reach_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(monkeypatch, "crm_eu", conn_type="http", host="https://eu.example.test:8443", password=TOKEN)
     client = SugesterHook("crm_eu", requests_per_minute=120).get_conn()
