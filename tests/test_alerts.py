@@ -17,6 +17,7 @@ import pytest
 
 from fakturownia_sync.alert_rules import QUARANTINE, REVIEW, growth_alerts, open_entries
 from fakturownia_sync.config import Alerts, ConfigError, load_config
+from fakturownia_sync.state import StateStore
 from tests.alerts_harness import SENDER, smtp_connection_env, smtp_server, text_of
 
 FAKTUROWNIA_TOKEN = "fkAlertTok3n-5d2e/acme"
@@ -133,3 +134,28 @@ def test_a_task_failed_for_good_sends_one_email_naming_it_without_the_token(airf
     assert "RuntimeError: Sugester GET /app/deals.json?api_token=***&page=2 failed; the token was ***" in body
     for secret in (FAKTUROWNIA_TOKEN, SUGESTER_TOKEN, FAKTUROWNIA_TOKEN.split("/")[0]):
         assert secret not in mail.as_string()
+
+
+def test_quarantine_growth_past_the_threshold_sends_one_email_per_run(airflow_side: Path) -> None:
+    from fakturownia_sync_airflow.alerts import CALLBACKS
+
+    dag_id, stream = "fakturownia_invoices_to_deals", "invoices_to_deals"
+    store = StateStore.open(f"sqlite:///{airflow_side}")
+    try:
+        before = store.start_run(stream, f"{dag_id}/scheduled__1")
+        store.finish_run(before, "success", {"quarantine_open": {"unmapped_department": 2}})
+        started = datetime.now(UTC)
+        this = store.start_run(stream, f"{dag_id}/scheduled__2")
+        store.finish_run(this, "success", {"quarantine_open": {"unmapped_department": 2, "invalid_date": 4}})
+    finally:
+        store.close()
+    with smtp_server() as inbox:
+        CALLBACKS["on_success_callback"](context(dag_id, "check_setup", "scheduled__3", started))  # not its run
+        CALLBACKS["on_success_callback"](context(dag_id, "sync_invoices_to_deals", "scheduled__2", started))
+        CALLBACKS["on_success_callback"](context(dag_id, "later_task", "scheduled__2", datetime.now(UTC)))
+    [mail] = inbox  # only the task that finished the run judged it
+    assert mail["Subject"] == "[Airflow] fakturownia_invoices_to_deals: quarantine grew past the alert threshold"
+    body = text_of(mail)
+    assert "invoices_to_deals: open quarantine entries grew by 4 (2 → 6; alert at 3 or more)" in body
+    assert "invalid_date 4, unmapped_department 2" in body and "scheduled__2" in body
+    assert FAKTUROWNIA_TOKEN not in mail.as_string() and SUGESTER_TOKEN not in mail.as_string()

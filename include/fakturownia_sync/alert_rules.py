@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fakturownia_sync.clients_sync import STREAM as CLIENTS_SYNC
 from fakturownia_sync.config import Alerts
+from fakturownia_sync.deals_to_invoices import STREAM as DEALS_TO_INVOICES
+from fakturownia_sync.invoices_to_deals import STREAM as INVOICES_TO_DEALS
+
+# The streams whose runs record open lists: quarantine (invoices → deals, deals → invoices), review (clients).
+WATCHED_STREAMS = (INVOICES_TO_DEALS, DEALS_TO_INVOICES, CLIENTS_SYNC)
+RUNS_LOOKED_AT = 10  # per stream: the newest run, its retries, and the previous DAG run's run
 
 QUARANTINE = "quarantine"
 REVIEW = "review"

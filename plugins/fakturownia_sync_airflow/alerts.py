@@ -23,7 +23,7 @@ from airflow.sdk import BaseHook, Variable
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from fakturownia_sync.alert_rules import REVIEW, Growth, growth_alerts
+from fakturownia_sync.alert_rules import REVIEW, RUNS_LOOKED_AT, WATCHED_STREAMS, Growth, growth_alerts
 from fakturownia_sync.config import VARIABLE_NAME, Alerts, load_config
 from fakturownia_sync.errors import ConfigError
 from fakturownia_sync.integration_findings import WEBHOOK_CONNECTION
@@ -32,8 +32,6 @@ from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncSt
 from fakturownia_sync_airflow.tasks import _owner
 
 log = logging.getLogger(__name__)
-
-RUNS_LOOKED_AT = 10  # per stream: the newest run, its retries, and the previous DAG run's run
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,7 @@ def on_task_success(context: Any) -> None:
     owner = _owner(context)
     store = SyncStateHook().get_conn()
     try:
-        runs = store.recent_runs(per_stream=RUNS_LOOKED_AT)
+        runs = {stream: store.runs_of(stream, RUNS_LOOKED_AT) for stream in WATCHED_STREAMS}
     finally:
         store.close()
     due = [

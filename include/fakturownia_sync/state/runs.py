@@ -36,6 +36,14 @@ class RunsStore(StoreEngine):
             ).first()
         return dict(row._mapping) if row else None
 
+    def runs_of(self, stream: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest `limit` runs of one stream, newest first (how far its open lists grew: `alert_rules`)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(sync_runs).where(sync_runs.c.stream == stream).order_by(sync_runs.c.id.desc()).limit(limit)
+            )
+            return [dict(row._mapping) for row in rows]
+
     # Cursors -------------------------------------------------------------------------------------------
 
     def get_cursor(self, stream: str) -> datetime | None:
