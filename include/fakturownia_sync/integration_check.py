@@ -146,14 +146,14 @@ def _webhooks(client: FakturowniaClient, target: str | None, token: str | None, 
         facts["registered"] = [_webhook_row(w, token) for w in listed if isinstance(w, dict)]
     if not register:
         return facts
+    refused = "register_webhooks is on, but {}: nothing was registered."
     if not facts["known"]:
-        facts["problems"].append(f"register_webhooks is on, but {facts['reason']}: nothing was registered.")
+        facts["problems"].append(refused.format(facts["reason"]))
     elif not target:
-        facts["problems"].append("register_webhooks is on, but no webhook URL is set (Param webhook_url or config "
-                                 "key webhook_url): nothing was registered.")  # fmt: skip
+        facts["problems"].append(refused.format("no webhook URL is set (Param webhook_url or config key webhook_url)"))
     elif not token:
-        facts["problems"].append(f"register_webhooks is on, but connection '{WEBHOOK_CONNECTION}' has no token in its "
-                                 "password (the receiver checks it): nothing was registered.")  # fmt: skip
+        why = f"connection '{WEBHOOK_CONNECTION}' has no token in its password (the receiver checks it)"
+        facts["problems"].append(refused.format(why))
     else:
         for kind in missing_webhook_kinds(facts["registered"], target):
             try:

@@ -75,8 +75,8 @@ def department_items(
             items.append(item(False, f"no_department.{key} is {target}, which {other} does not have."))
     for row in details["fakturownia"] + details["crm"]:
         if not row["mapped"]:
-            items.append(item(False, f"{row['side']} department {_named(row)} is in no department_map pair: its "
-                              "records are held (unmapped_department) until it is mapped."))  # fmt: skip
+            held = "its records are held (unmapped_department) until it is mapped"
+            items.append(item(False, f"{row['side']} department {_named(row)} is in no department_map pair: {held}."))
     return items
 
 
@@ -101,8 +101,8 @@ def user_items(pairing: dict[str, Any] | None, config: SyncConfig) -> list[dict[
         return [item(None, "Users not paired: the CRM account did not answer (see Accounts).")]
     rows = pairing["rows"]
     if not config.fakturownia_users:
-        return [item(None, "Config key fakturownia_users lists nobody: no user can be paired, so deals get no "
-                     "responsible person.", rows)]  # fmt: skip
+        text = "Config key fakturownia_users lists nobody: no user can be paired, so deals get no responsible person."
+        return [item(None, text, rows)]
     if not pairing["crm_known"]:
         return [item(None, f"CRM users unknown ({pairing['reason']}): nobody is paired.", rows)]
     items = []
@@ -113,15 +113,14 @@ def user_items(pairing: dict[str, Any] | None, config: SyncConfig) -> list[dict[
     for row in rows:
         fk, crm = row.get("fakturownia"), row.get("crm")
         if row["status"] == "same_email_other_login":
-            items.append(item(False, f"Fakturownia user '{fk['login']}' and CRM user '{crm['login']}' share the "
-                              f"e-mail {fk['email']} but not the login: make the logins identical.", row))  # fmt: skip
+            text = f"Fakturownia user '{fk['login']}' and CRM user '{crm['login']}' share the e-mail {fk['email']}"
+            items.append(item(False, f"{text} but not the login: make the logins identical.", row))
         elif row["status"] == "same_login_other_email":
-            items.append(item(False, f"Fakturownia user '{fk['login']}' and CRM user {crm['id']} share the login "
-                              f"but not the e-mail ({fk['email']} / {crm['email']}): make the e-mails identical.",
-                              row))  # fmt: skip
+            text = f"Fakturownia user '{fk['login']}' and CRM user {crm['id']} share the login but not the e-mail"
+            items.append(item(False, f"{text} ({fk['email']} / {crm['email']}): make the e-mails identical.", row))
         elif row["status"] == "only_in_fakturownia":
-            items.append(item(False, f"Fakturownia user '{fk['login']}' ({fk['email']}) has no CRM user with that "
-                              "login and e-mail: their invoices' deals get no responsible person.", row))  # fmt: skip
+            text = f"Fakturownia user '{fk['login']}' ({fk['email']}) has no CRM user with that login and e-mail"
+            items.append(item(False, f"{text}: their invoices' deals get no responsible person.", row))
     crm_only = [r["crm"] for r in rows if r["status"] == "only_in_crm"]
     if crm_only:
         logins = ", ".join(u["login"] or str(u["id"]) for u in crm_only)
@@ -158,17 +157,18 @@ def vendor_integration_items(deals: dict[str, Any] | None) -> list[dict[str, Any
     if deals is None:
         return [item(None, "CRM deals not read: the CRM account did not answer (see Accounts).")]
     if deals.get("error"):
-        return [item(None, f"CRM deals could not be read ({deals['error']}): unknown whether the CRM's own "
-                     "Fakturownia integration is on.")]  # fmt: skip
+        unknown = "unknown whether the CRM's own Fakturownia integration is on"
+        return [item(None, f"CRM deals could not be read ({deals['error']}): {unknown}.")]
     foreign, scanned = deals["foreign"], deals["scanned"]
     if not deals["foreign_count"]:
-        return [item(True, f"None of the {scanned} CRM deals links to a Fakturownia invoice without this sync's "
-                     "external id: the CRM's built-in Fakturownia integration looks off.")]  # fmt: skip
-    return [
-        item(False, f"{deals['foreign_count']} of {scanned} CRM deals link to Fakturownia invoices this sync did not "
-             "make (no external_ids.fakturownia_invoice_id): the CRM's built-in Fakturownia integration is still on "
-             "and gives every invoice a second deal. Switch it off in the CRM's integration settings.", foreign)
-    ]  # fmt: skip
+        text = f"None of the {scanned} CRM deals links to a Fakturownia invoice without this sync's external id"
+        return [item(True, f"{text}: the CRM's built-in Fakturownia integration looks off.")]
+    text = (
+        f"{deals['foreign_count']} of {scanned} CRM deals link to Fakturownia invoices this sync did not make (no "
+        "external_ids.fakturownia_invoice_id): the CRM's built-in Fakturownia integration is still on and gives "
+        "every invoice a second deal. Switch it off in the CRM's integration settings."
+    )
+    return [item(False, text, foreign)]
 
 
 # Webhooks -------------------------------------------------------------------------------------------------
@@ -185,31 +185,29 @@ def missing_webhook_kinds(registered: list[dict[str, Any]], target_url: str | No
 
 
 def webhook_items(webhooks: dict[str, Any] | None, target_url: str | None) -> list[dict[str, Any]]:
-    """Per synced event kind: is an active webhook registered (to `target_url`, when it is known), and does
-    it carry the token the receiver checks (connection `fakturownia_webhook`)."""
+    """Per synced event kind: is an active webhook registered to `target_url`, carrying the token the
+    receiver checks (connection `fakturownia_webhook`)? With no `target_url` nothing tells this sync's
+    webhooks from another system's, so the kinds are only listed (never a problem)."""
     if webhooks is None:
         return [item(None, "Webhooks not read: the Fakturownia account did not answer (see Accounts).")]
     items = [item(False, problem) for problem in webhooks.get("problems", [])]
     if not webhooks["known"]:
         return [*items, item(None, f"Webhooks unknown: {webhooks['reason']}. Look in {WEBHOOK_SETTINGS}.")]
-    registered = webhooks["registered"]
+    registered, created = webhooks["registered"], webhooks.get("created", [])
     for kind in WEBHOOK_KINDS:
         active = _serving(registered, kind, None)
+        going = f" (active ones go to {', '.join(sorted({w['url'] for w in active}))})" if active else ""
         matching = _serving(registered, kind, target_url)
-        if not matching:
-            where = f" to {target_url}" if target_url else ""
-            elsewhere = f" (active ones go to {', '.join(sorted({w['url'] for w in active}))})" if active else ""
-            if target_url is None:
-                text = f"{kind}: no active webhook{elsewhere}; set webhook_url to check and register them"
-                items.append(item(None, f"{text} (the scheduled sweep picks changes up meanwhile).", active))
-            else:
-                text = f"{kind}: no active webhook{where}{elsewhere}; run this DAG with register_webhooks on"
-                items.append(item(False, f"{text}, or add it in {WEBHOOK_SETTINGS}.", active))
-            continue
-        if any(w.get("token_matches") is False for w in matching) and not any(w.get("token_matches") for w in matching):
-            items.append(item(False, f"{kind}: the webhook's token is not the password of connection "
-                              f"'{WEBHOOK_CONNECTION}', so the receiver refuses its events.", matching))  # fmt: skip
+        if target_url is None:
+            text = f"{kind}: no active webhook to this receiver known{going}; set webhook_url to check and register"
+            items.append(item(None, f"{text} them (the scheduled sweep picks changes up meanwhile).", active))
+        elif not matching:
+            text = f"{kind}: no active webhook to {target_url}{going}; run this DAG with register_webhooks on"
+            items.append(item(False, f"{text}, or add it in {WEBHOOK_SETTINGS}.", active))
+        elif not any(w.get("token_matches") is not False for w in matching):
+            text = f"{kind}: the webhook's token is not the password of connection '{WEBHOOK_CONNECTION}'"
+            items.append(item(False, f"{text}, so the receiver refuses its events.", matching))
         else:
-            now = " by this run" if any(w in webhooks.get("created", []) for w in matching) else ""
+            now = " by this run" if any(w in created for w in matching) else ""
             items.append(item(True, f"{kind}: registered{now} → {matching[0]['url']}.", matching))
     return items
