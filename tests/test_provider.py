@@ -80,9 +80,14 @@ def account_of(url: str) -> str:
 # Discovery -------------------------------------------------------------------------------------------
 
 
-def test_airflow_lists_the_package_as_a_provider() -> None:
+def test_airflow_lists_the_package_as_a_provider(airflow_env: dict[str, str]) -> None:
     listed = subprocess.run(
-        [AIRFLOW, "providers", "list", "-o", "json"], capture_output=True, text=True, timeout=120, check=True
+        [AIRFLOW, "providers", "list", "-o", "json"],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     providers = {entry["package_name"]: entry for entry in json.loads(listed.stdout)}
     assert PACKAGE_NAME in providers
