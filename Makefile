@@ -43,6 +43,7 @@ BENCH_REPEAT ?= 1
 bench: venv
 	$(PY) -m scripts.bench_matching --json bench-results/matching.json
 	$(PY) -m scripts.bench --repeat $(BENCH_REPEAT)
+	$(PY) -m scripts.bench_webhooks --json bench-results/webhooks.json
 
 soak: venv
 	$(PY) -m scripts.soak

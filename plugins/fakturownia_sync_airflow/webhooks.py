@@ -195,9 +195,12 @@ async def receive_fakturownia_webhook(request: Request) -> JSONResponse:
 
 
 def folded_events(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> int:
-    """Log how many asset events one run folds (the scheduler queues every event of a burst into the next run),
-    and which records the webhooks among them named; the run itself sweeps and re-reads whatever the events
-    say. Returns the count. Events reached through an alias are listed under the alias too: counted once."""
+    """Log the asset events Airflow lists for this run, and which records the webhooks among them named; returns
+    their count. Events reached through an alias are listed under the alias too: counted once.
+
+    A burst folds into one run, but Airflow 3.3 lists only the events up to the moment the run was first
+    queued: later ones that arrived before the run was created start no run of their own and are not listed.
+    Nothing is lost by that: such a run is created after them and sweeps, re-reading whatever they named."""
     events = [
         event
         for key, per_asset in (triggering_asset_events or {}).items()
@@ -209,7 +212,8 @@ def folded_events(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -
         ids = sorted({str(event.extra["id"]) for event in from_webhooks}, key=lambda text: (len(text), text))
         shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
         log.info(
-            "This run folds %d asset event(s), %d from webhooks (records %s); it sweeps and re-reads as any run.",
+            "Airflow lists %d asset event(s) for this run, %d from webhooks (records %s); the run sweeps and "
+            "re-reads as any run, so events folded in after it was queued are covered too.",
             len(events),
             len(from_webhooks),
             shown or "none",
