@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -68,3 +71,25 @@ def copies_per_source(sandbox: Any) -> tuple[dict[str, int], dict[str, int]]:
         if source:
             fakturownia_copies[source] = fakturownia_copies.get(source, 0) + 1
     return crm_copies, fakturownia_copies
+
+
+def post_client(sandbox: Any, api: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A client a user adds straight through the vendor API."""
+    path = "/clients.json" if api == "fakturownia" else "/app/clients.json"
+    response = requests.post(
+        f"{sandbox.url(api)}{path}", json={"api_token": sandbox.token(api), "client": fields}, timeout=10
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def delete_clients(sandbox: Any, fakturownia: Iterable[int] = (), crm: Iterable[int] = ()) -> None:
+    """Delete clients the way a user does in either system. The sandbox has no client DELETE, so its state file
+    is saved, the clients are taken out of it, and the sandbox is started again from it (new ports)."""
+    path = Path(sandbox.save())
+    sandbox.stop()
+    document = json.loads(path.read_text(encoding="utf-8"))
+    for api, ids in (("fakturownia", set(fakturownia)), ("sugester", set(crm))):
+        document[api]["clients"] = [client for client in document[api]["clients"] if client["id"] not in ids]
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    sandbox.start()

@@ -80,6 +80,7 @@ class ClientCreation:
         self.stale_claim_minutes = stale_claim_minutes
         self.clock = clock
         self._secrets = (fakturownia.account.token, crm.account.token)
+        self.outcomes: dict[str, str] = {}  # claim outcome by subject (`fakturownia:<id>`), for decisions' outcomes
 
     def create_unmatched(self, match: BulkMatch) -> None:
         unmatched_f = [int(i) for i in match.unmatched_fakturownia]
@@ -124,7 +125,9 @@ class ClientCreation:
         for f_id, c_id in created:
             mail = email_key(self.bases.fakturownia[f_id].get("email"))
             shared = sorted(by_email.get(mail, set()) - {c_id}) if mail and len(taxes.get(mail, ())) >= 2 else []
-            close = [(other, score) for other, score in found.get(f_id, []) if other != c_id]
+            apart = self.bases.told_apart(FAKTUROWNIA, f_id) | {c_id}
+            shared = [other for other in shared if other not in apart]
+            close = [(other, score) for other, score in found.get(f_id, []) if other not in apart]
             suggestions = [{"side": CRM, "id": o, "score": score, **brief(self.bases.crm.get(o))} for o, score in close]
             suggestions += [{"side": CRM, "id": o, "evidence": "email", **brief(self.bases.crm.get(o))} for o in shared]
             if suggestions:
@@ -170,7 +173,8 @@ class ClientCreation:
         except RecordError as exc:
             self.review.add(side, record_id, exc.reason, exc.message)
             return False
-        close = [(other, score) for other, score in lookalikes if score >= LOOKALIKE_SCORE]
+        apart = self.bases.told_apart(side, record_id)  # a person said these are other companies
+        close = [(other, score) for other, score in lookalikes if score >= LOOKALIKE_SCORE and other not in apart]
         if close and holds_back(record, [others.get(other) or {} for other, _score in close]):
             suggestions = [
                 {"side": other_side, "id": other, "score": score, **brief(others.get(other))} for other, score in close
@@ -204,7 +208,7 @@ class ClientCreation:
     def _create_in_crm(self, f_id: int) -> None:
         """Copy a Fakturownia client to the CRM under a claim on its card, NIP and e-mail (shared with invoices)."""
         f_raw = self.bases.fakturownia[f_id]
-        keys = company_keys(f"fakturownia:{f_id}", f_raw.get("tax_no"), f_raw.get("email"))
+        keys = self._claim_keys(FAKTUROWNIA, f_id, f_raw)
         crm_department = self.departments.to_crm(as_id(f_raw.get("department_id")))
         fields = crm_client_fields(
             Party.from_client(f_raw), fakturownia_client_id=f_id, crm_department_id=crm_department
@@ -219,6 +223,8 @@ class ClientCreation:
                 raise RecordError(
                     decision.reason, review_message(decision.reason, FAKTUROWNIA, f_id, tuple(decision.candidates))
                 )
+            if decision.partner_id in self.bases.told_apart(FAKTUROWNIA, f_id):
+                return None  # another company, as a person said: not the copy an earlier attempt made
             if decision.partner_id is not None:
                 self.bases.crm[int(decision.partner_id)] = fresh[int(decision.partner_id)]
             return decision.partner_id
@@ -235,13 +241,13 @@ class ClientCreation:
         )  # fmt: skip
         if outcome.record_id is not None:
             self._link_created(f_id, outcome.record_id, "created")
-        self._count(outcome, f"Fakturownia client {f_id}")
+        self._count(outcome, FAKTUROWNIA, f_id)
 
     def _create_in_fakturownia(self, c_id: int) -> None:
         """Copy a CRM client to Fakturownia under a claim on `crm:<id>`, its NIP and e-mail (shared with deals);
         `external_id` names the CRM client."""
         c_raw = self.bases.crm[c_id]
-        keys = company_keys(f"crm:{c_id}", c_raw.get("tax_no"), c_raw.get("email"))
+        keys = self._claim_keys(CRM, c_id, c_raw)
         f_department = self.departments.to_fakturownia(as_id(c_raw.get("department_id")))
         fields = fakturownia_client_fields(
             c_raw, crm_client_id=c_id, fakturownia_department_id=f_department, departments=self.departments.synced
@@ -268,11 +274,23 @@ class ClientCreation:
         )  # fmt: skip
         if outcome.record_id is not None:
             self._link_created(outcome.record_id, c_id, "created")
-        self._count(outcome, f"CRM client {c_id}")
+        self._count(outcome, CRM, c_id)
 
-    def _count(self, outcome: ClaimOutcome, what: str) -> None:
+    def _claim_keys(self, side: str, record_id: int, record: dict[str, Any]) -> list[str]:
+        """The company's evidence keys (`claims.company_keys`), less those it shares with records a person told
+        apart from it: a shared NIP or e-mail is not this company's identity then, and a claim on it would hand
+        the create the other company's record."""
+        keys = company_keys(f"{side}:{record_id}", record.get("tax_no"), record.get("email"))
+        others = self.bases.crm if side == FAKTUROWNIA else self.bases.fakturownia
+        apart = [others.get(other) or {} for other in self.bases.told_apart(side, record_id)]
+        theirs = {key for other in apart for key in company_keys(None, other.get("tax_no"), other.get("email"))}
+        return [key for key in keys if key not in theirs]
+
+    def _count(self, outcome: ClaimOutcome, side: str, record_id: int) -> None:
         """Found: another attempt's create (an earlier run's, or another process's on the same company).
         Held elsewhere: deferred to a later run. Unconfirmed: the run fails so that its retry looks it up."""
+        what = f"{'Fakturownia' if side == FAKTUROWNIA else 'CRM'} client {record_id}"
+        self.outcomes[f"{side}:{record_id}"] = outcome.status
         if outcome.status == "found":
             self.summary.creates_recovered += 1
         elif outcome.status == "held_by_other":

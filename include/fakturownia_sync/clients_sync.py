@@ -27,6 +27,9 @@ What a run decides, in order
        company (`fakturownia:<id>` or `crm:<id>`, its NIP and e-mail: the keys the invoices and deals syncs
        claim too, so two processes reaching one company by different evidence never both create it);
     4. the review list is replaced by what this run found (`review`); entries no longer found resolve.
+    Before 1, the decisions a person made on the review list are applied (`review_decisions_apply`): a link a
+    person made is merged in step 2, a pair told apart is kept apart by step 1 and created in step 3, an ignored
+    entry stays closed in step 4 while its evidence is the same.
 
 How a crash between a create and its commit is survived
     The claim stays unconfirmed. The next run reads the CRM completely and the Fakturownia sweep reaches
@@ -62,6 +65,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.linked_clients_merge import LinkedClientsMerge
 from fakturownia_sync.records import parse_timestamp
 from fakturownia_sync.redaction import redact
+from fakturownia_sync.review_decisions_apply import ReviewDecisions
 from fakturownia_sync.run_summary import ApiCalls, api_calls
 from fakturownia_sync.state import ClientLink, CreateClaim, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
@@ -99,6 +103,9 @@ class ClientsSummary:
     review_by_reason: dict[str, int] = field(default_factory=dict)
     review_opened: int = 0
     review_resolved: int = 0
+    review_decisions_applied: int = 0  # a person's decisions on the review list (`review_decisions_apply`)
+    review_decisions_refused: int = 0
+    review_decisions_superseded: int = 0
     deferred: int = 0
     unconfirmed: int = 0
     api_calls: ApiCalls = field(default_factory=dict)  # see `run_summary.api_calls`
@@ -156,6 +163,7 @@ class ClientsSync:
             stale_claim_minutes=stale_claim_minutes,
             clock=clock,
         )
+        self.decisions = ReviewDecisions(fakturownia, store, self.summary, self.bases, self.review, self.creation)
 
     # The run -------------------------------------------------------------------------------------------
 
@@ -172,15 +180,19 @@ class ClientsSync:
             summary.crm_clients_read = len(bases.crm)
             bases.fakturownia = {int(r["id"]): r for r in self.store.fakturownia_clients()}
             bases.load_links()
+            self.decisions.apply()
             match = match_client_bases(
                 fakturownia_frame(bases.fakturownia.values()), crm_frame(bases.crm.values()), bases.link_pairs()
             )
+            match = self.decisions.release(match)
             self._link_matches(match)
             self.merge.merge_all()
             self.creation.create_unmatched(match)
             bases.flush()
+            self.decisions.finish()
             entries = self.review.entries.values()
-            opened, resolved = self.store.sync_client_review(entry.as_row() for entry in entries)
+            rows = (entry.as_row() for entry in entries)
+            opened, resolved = self.store.sync_client_review(rows, ignored=self.decisions.in_force_ignores())
             summary.review_opened, summary.review_resolved = opened, resolved
             summary.review_by_reason = dict(sorted(Counter(e.reason for e in entries).items()))
             if summary.unconfirmed or summary.deferred:

@@ -7,7 +7,7 @@ conflicts, and the review list a person works through.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,21 @@ from sqlalchemy.exc import IntegrityError
 
 from fakturownia_sync.state.engine import StoreEngine, utcnow
 from fakturownia_sync.state.schema import client_conflicts, client_links, client_review, fakturownia_client_mirror
+
+
+def review_evidence(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a review finding rests on, to tell "the same finding again" from a new one: its reason, the two
+    records it names, and the candidates or look-alikes it lists. Messages and record contents may change
+    (a phone edited) without making it another finding."""
+    suggestions = entry.get("suggestions") or []
+    listed = sorted({(str(s.get("side")), int(s["id"])) for s in suggestions if s.get("id") is not None})
+    f_id, c_id = entry.get("fakturownia_client_id"), entry.get("crm_client_id")
+    return (
+        entry.get("reason"),
+        None if f_id is None else int(f_id),
+        None if c_id is None else int(c_id),
+        tuple(listed),
+    )
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,14 @@ class ClientLinksStore(StoreEngine):
             row = conn.execute(
                 select(client_links).where(client_links.c.fakturownia_client_id == int(fakturownia_client_id))
             ).first()
+        if not row:
+            return None
+        m = row._mapping
+        return ClientLink(m["fakturownia_client_id"], m["crm_client_id"], m["evidence"], m["snapshot"])
+
+    def client_link_of_crm(self, crm_client_id: int) -> ClientLink | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(client_links).where(client_links.c.crm_client_id == int(crm_client_id))).first()
         if not row:
             return None
         m = row._mapping
@@ -133,7 +156,10 @@ class ClientLinksStore(StoreEngine):
         self, records: Iterable[tuple[dict[str, Any], datetime | None]], *, replace_all: bool = False
     ) -> None:
         """Store the given (record, updated_at) pairs; `replace_all` first forgets every other client
-        (a full read saw the whole base, so a client missing from it was deleted in Fakturownia)."""
+        (a full read saw the whole base, so a client missing from it was deleted in Fakturownia).
+
+        Two overlapping runs may store the same new client at once: the chunk whose insert meets the other's row
+        is written row by row instead, each updating the row that is there (either version is a true one)."""
         table, now = fakturownia_client_mirror, utcnow()
         rows = [
             {"client_id": int(record["id"]), "updated_at": updated, "record": record, "seen_at": now}
@@ -146,17 +172,48 @@ class ClientLinksStore(StoreEngine):
                 chunk = rows[start : start + 1000]
                 if not replace_all:
                     conn.execute(delete(table).where(table.c.client_id.in_([row["client_id"] for row in chunk])))
-                conn.execute(insert(table), chunk)
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(table), chunk)
+                except IntegrityError:
+                    for row in chunk:
+                        change = update(table).where(table.c.client_id == row["client_id"]).values(**row)
+                        if not conn.execute(change).rowcount:
+                            conn.execute(insert(table).values(**row))
+
+    def forget_fakturownia_clients(self, client_ids: Iterable[int]) -> None:
+        """Drop clients from the mirror that Fakturownia answered 404 for (deleted there): an incremental sweep
+        never sees a deletion, so nothing may be decided on them any more."""
+        ids = [int(i) for i in client_ids]
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(delete(fakturownia_client_mirror).where(fakturownia_client_mirror.c.client_id.in_(ids)))
 
     # Client review list --------------------------------------------------------------------------------
 
-    def sync_client_review(self, entries: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    def sync_client_review(
+        self, entries: Iterable[dict[str, Any]], ignored: Mapping[str, datetime] | None = None
+    ) -> tuple[int, int]:
         """Make the open review list exactly `entries` (dicts with the `client_review` columns, keyed by
         `subject`): new ones are opened, known ones refreshed, open ones not given any more are resolved
-        (a later run found the data fixed). Returns (opened, resolved)."""
+        (a later run found the data fixed). Returns (opened, resolved).
+
+        `ignored` names the subjects a person chose to ignore, with when that was applied: an entry ignored
+        after it was last seen stays resolved, and is not refreshed, while the finding is the same evidence
+        (`review_evidence`); a different finding opens it again, and that ignore no longer holds."""
         table, now = client_review, utcnow()
         wanted = {entry["subject"]: entry for entry in entries}
         with self.engine.begin() as conn:
+            if ignored:
+                stored = conn.execute(select(table).where(table.c.subject.in_([s for s in ignored if s in wanted])))
+                for row in (dict(row._mapping) for row in stored):
+                    subject = row["subject"]
+                    if ignored[subject] >= row["last_seen_at"] and review_evidence(row) == review_evidence(
+                        wanted[subject]
+                    ):
+                        del wanted[subject]
+                        if row["resolved_at"] is None:
+                            conn.execute(update(table).where(table.c.subject == subject).values(resolved_at=now))
             known = {row.subject: row.resolved_at for row in conn.execute(select(table.c.subject, table.c.resolved_at))}
             fresh = [
                 {**entry, "first_seen_at": now, "last_seen_at": now, "resolved_at": None}
@@ -188,6 +245,22 @@ class ClientLinksStore(StoreEngine):
                     update(table).where(table.c.subject.in_(gone[start : start + 1000])).values(resolved_at=now)
                 )
         return len(fresh) + reopened, len(gone)
+
+    def resolve_client_review(self, subject: str) -> bool:
+        """Resolve one open entry (a person's decision on it was applied); False when none was open."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(client_review)
+                .where(client_review.c.subject == subject, client_review.c.resolved_at.is_(None))
+                .values(resolved_at=utcnow())
+            )
+            return done.rowcount == 1
+
+    def client_review_entry(self, subject: str) -> dict[str, Any] | None:
+        """The review entry of one subject, open or resolved."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(client_review).where(client_review.c.subject == subject)).first()
+            return dict(row._mapping) if row else None
 
     def open_client_review(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

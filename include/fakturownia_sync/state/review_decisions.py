@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from fakturownia_sync.state.engine import StoreEngine, utcnow
 from fakturownia_sync.state.schema import review_decisions
@@ -51,13 +51,28 @@ class ReviewDecisionsStore(StoreEngine):
             )
             return [dict(row._mapping) for row in rows]
 
-    def mark_review_decision_applied(self, decision_id: int, outcome: str) -> None:
+    def mark_review_decision_applied(self, decision_id: int, outcome: str) -> bool:
+        """Record what the sync did with a decision; False when it was already marked (two runs applied it: the
+        first outcome stands and only one run counts it)."""
         with self.engine.begin() as conn:
-            conn.execute(
+            marked = conn.execute(
                 update(review_decisions)
-                .where(review_decisions.c.id == decision_id)
+                .where(review_decisions.c.id == decision_id, review_decisions.c.applied_at.is_(None))
                 .values(applied_at=utcnow(), outcome=outcome)
             )
+            return marked.rowcount == 1
+
+    def review_decisions_in_force(self) -> list[dict[str, Any]]:
+        """Each subject's latest decision, once applied, oldest first: the one that keeps acting on later runs
+        (two records told apart, an entry ignored). An earlier decision on the subject was superseded or replaced."""
+        latest = select(func.max(review_decisions.c.id)).group_by(review_decisions.c.subject)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(review_decisions)
+                .where(review_decisions.c.id.in_(latest), review_decisions.c.applied_at.is_not(None))
+                .order_by(review_decisions.c.id)
+            )
+            return [dict(row._mapping) for row in rows]
 
     def review_decision_audit(self, limit: int = 200) -> list[dict[str, Any]]:
         """The newest decisions first, applied or not."""
