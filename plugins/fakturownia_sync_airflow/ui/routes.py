@@ -1,0 +1,204 @@
+"""The page and its actions. Every route here is behind the Airflow login (`PAGE_ACCESS` on the router);
+actions also need the right to trigger the DAG whose next run carries them out.
+
+Actions are plain form posts answered with a redirect back to the page (post/redirect/get), so a reload
+never repeats one. Links and redirects are relative, so the page works under any prefix or proxy path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.core_api.security import GetUserDep
+from airflow.sdk.exceptions import AirflowFailException
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader
+from starlette.background import BackgroundTask
+
+from fakturownia_sync.accounts import ApiAccount
+from fakturownia_sync.errors import ConfigError
+from fakturownia_sync.review import REVIEW_FILE, write_review_csv
+from fakturownia_sync.state import StateStore
+from fakturownia_sync.state.review_decisions import REVIEW_DECISIONS
+from fakturownia_sync.transport import RetryPolicy
+from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
+from fakturownia_sync_airflow.tasks import load_sync_config
+from fakturownia_sync_airflow.ui import sections
+from fakturownia_sync_airflow.ui.auth import PAGE_ACCESS, acting_user, require_run_access, user_name
+
+TEMPLATES = Path(__file__).with_name("templates")
+environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+# A page must answer in seconds, not ride out minutes of API trouble like a sync run does.
+PAGE_API_POLICY = RetryPolicy(
+    max_attempts=2, backoff_initial=0.5, backoff_max=1.0, max_total_seconds=15.0, read_timeout=10.0
+)
+
+DECISION_LABELS = {
+    "link": "link these two",
+    "different": "they are different: create on the other side",
+    "ignore": "ignore",
+}
+NOTICES = {
+    "retry": "The record will be tried again in the next run.",
+    "retry_gone": "That quarantine entry is no longer open; nothing was changed.",
+    "decided": "Decision stored; the next client sync applies it.",
+}
+
+router = APIRouter(dependencies=[PAGE_ACCESS])
+
+
+@contextmanager
+def state_store() -> Iterator[StateStore]:
+    store = SyncStateHook().get_conn()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _account(hook: FakturowniaHook | SugesterHook) -> ApiAccount | None:
+    try:
+        return hook.account()
+    except Exception:  # a missing or incomplete connection: the page shows no links, the section says why
+        return None
+
+
+def _config() -> tuple[Any, str | None]:
+    """The config Variable as the DAGs read it, or why it cannot be used."""
+    try:
+        return load_sync_config(), None
+    except (AirflowFailException, ConfigError) as exc:
+        return None, str(exc)
+
+
+def _client(hook: FakturowniaHook | SugesterHook) -> tuple[Any, str | None]:
+    try:
+        return hook.get_conn(policy=PAGE_API_POLICY), None
+    except ConfigError as exc:
+        return None, str(exc)
+    except Exception as exc:  # e.g. the connection is not defined at all
+        return None, f"connection '{hook.conn_id}' could not be used ({type(exc).__name__})"
+
+
+@router.get("/", response_class=HTMLResponse, name="integration_page")
+def page(user: GetUserDep, done: str | None = None) -> HTMLResponse:
+    config, config_problem = _config()
+    fakturownia, f_problem = _client(FakturowniaHook())
+    crm, c_problem = _client(SugesterHook())
+    f_account, c_account = _account(FakturowniaHook()), _account(SugesterHook())
+    context: dict[str, Any] = {
+        "user": user_name(user),
+        "notice": NOTICES.get(done or ""),
+        "decision_labels": DECISION_LABELS,
+        "comparable": sections.COMPARABLE_FIELDS,
+        "connection_problems": [p for p in (config_problem, f_problem, c_problem) if p],
+    }
+    try:
+        store = SyncStateHook().get_conn()
+    except Exception as exc:
+        problem = sections.failure("the state DB", exc)
+        for name in ("runs", "quarantine", "review", "departments", "users", "check"):
+            context[name] = problem
+        return HTMLResponse(environment.get_template("page.html").render(**context))
+    try:
+        usage = sections.guarded("department use", store.department_usage)
+        context.update(
+            runs=sections.guarded("runs", lambda: sections.runs_section(store)),
+            quarantine=sections.guarded(
+                "the quarantine", lambda: sections.quarantine_section(store, f_account, c_account)
+            ),
+            review=sections.guarded("the review list", lambda: sections.review_section(store, f_account, c_account)),
+            departments=sections.guarded(
+                "departments", lambda: sections.departments_section(config, fakturownia, crm, usage.data or {})
+            ),
+            users=(
+                sections.guarded("users", lambda: sections.users_section(config, crm))
+                if config is not None and crm is not None
+                else sections.Section(problem="users: needs a valid config Variable and the CRM connection")
+            ),
+            check=sections.guarded("the integration check", lambda: sections.check_section(store)),
+        )
+        if usage.problem:
+            context["departments"].notes.append(usage.problem)
+    finally:
+        store.close()
+    return HTMLResponse(environment.get_template("page.html").render(**context))
+
+
+def _back(done: str, anchor: str) -> RedirectResponse:
+    return RedirectResponse(f"./?{urlencode({'done': done})}#{anchor}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/quarantine-retry")
+def retry_quarantined(
+    request: Request,
+    user: Annotated[BaseUser, Depends(acting_user)],
+    stream: Annotated[str, Form()],
+    record_id: Annotated[str, Form()],
+) -> RedirectResponse:
+    dag_id = sections.STREAM_DAGS.get(stream)
+    if dag_id is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Unknown stream")
+    require_run_access(request, user, dag_id)
+    with state_store() as store:
+        retried = store.request_quarantine_retry(stream, record_id, requested_by=user_name(user))
+    return _back("retry" if retried else "retry_gone", "quarantine")
+
+
+@router.post("/review-decision")
+def decide_review(
+    request: Request,
+    user: Annotated[BaseUser, Depends(acting_user)],
+    subject: Annotated[str, Form()],
+    decision: Annotated[str, Form()],
+    fakturownia_client_id: Annotated[int | None, Form()] = None,
+    crm_client_id: Annotated[int | None, Form()] = None,
+) -> RedirectResponse:
+    require_run_access(request, user, sections.CLIENTS_DAG)
+    if decision not in REVIEW_DECISIONS:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Unknown decision")
+    with state_store() as store:
+        entry = store.open_client_review_entry(subject)
+        if entry is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "That review entry is no longer open")
+        if decision == "link":
+            pair = (fakturownia_client_id, crm_client_id)
+            if pair not in sections.link_candidates(entry):
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, "These two records are not offered by that entry")
+        else:
+            # Taken from the entry, not the form: a decision is about the records the entry names.
+            fakturownia_client_id, crm_client_id = entry["fakturownia_client_id"], entry["crm_client_id"]
+        store.record_review_decision(
+            subject,
+            decision,
+            decided_by=user_name(user),
+            fakturownia_client_id=fakturownia_client_id,
+            crm_client_id=crm_client_id,
+        )
+    return _back("decided", "review")
+
+
+@router.get("/review.csv")
+def review_csv() -> FileResponse:
+    """The open review list as the same CSV the client sync exports (formula-safe cells), for a spreadsheet."""
+    folder = tempfile.mkdtemp(prefix="fakturownia-review-")
+    path = Path(folder) / REVIEW_FILE
+    with state_store() as store:
+        write_review_csv(store.open_client_review(), path)
+
+    def remove() -> None:
+        path.unlink(missing_ok=True)
+        os.rmdir(folder)
+
+    return FileResponse(
+        path, media_type="text/csv; charset=utf-8", filename=REVIEW_FILE, background=BackgroundTask(remove)
+    )

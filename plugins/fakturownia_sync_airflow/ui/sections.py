@@ -1,0 +1,405 @@
+"""What each section of the page shows, gathered into plain dicts for the template.
+
+Each section is built on its own and fails on its own: an API that does not answer, a config Variable that
+does not validate or a connection that is missing becomes a sentence in that section (`Section.problem`),
+never an error page, so a person can still see and act on everything else. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from fakturownia_sync.accounts import ApiAccount
+from fakturownia_sync.clients_sync import STREAM as CLIENTS_STREAM
+from fakturownia_sync.config import SyncConfig
+from fakturownia_sync.deals_to_invoices import STREAM as DEALS_TO_INVOICES_STREAM
+from fakturownia_sync.departments import DepartmentMap, UnmappedDepartment
+from fakturownia_sync.errors import ApiError, SyncError
+from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.ids import as_id
+from fakturownia_sync.invoices_to_deals import STREAM as INVOICES_TO_DEALS_STREAM
+from fakturownia_sync.state import StateStore
+from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
+from fakturownia_sync.users import crm_users, fakturownia_users, pair_users
+from fakturownia_sync_airflow.ui.links import crm_url, fakturownia_url
+
+log = logging.getLogger(__name__)
+
+# The DAG whose next run acts on a stream's records (a quarantine retry, a review decision).
+STREAM_DAGS = {
+    INVOICES_TO_DEALS_STREAM: "fakturownia_invoices_to_deals",
+    CLIENTS_STREAM: "fakturownia_clients_sync",
+    DEALS_TO_INVOICES_STREAM: "crm_deals_to_invoices",
+}
+CLIENTS_DAG = STREAM_DAGS[CLIENTS_STREAM]
+
+RUNS_PER_STREAM = 5
+QUARANTINE_SHOWN = 300
+REVIEW_SHOWN = 200
+
+# Payload fields a person recognises a record by (an invoice, a deal or a client), in this order.
+KEY_FIELDS = (
+    "number", "kind", "issue_date", "name", "title", "buyer_name", "buyer_tax_no", "buyer_email", "tax_no",
+    "email", "price_gross", "value", "currency", "client_id", "status",
+)  # fmt: skip
+MAX_KEY_FIELDS = 8
+
+# Client fields shown side by side in the review list; those that mean the same on both sides are marked
+# where the two records differ (department ids are each system's own numbers, not comparable).
+CLIENT_FIELDS = (
+    "name", "tax_no", "email", "phone", "street", "post_code", "city", "country", "department_id", "note",
+)  # fmt: skip
+COMPARABLE_FIELDS = frozenset(CLIENT_FIELDS) - {"department_id"}
+
+
+@dataclass
+class Section:
+    """One section's data, or why it could not be shown."""
+
+    data: Any = None
+    problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def failure(what: str, exc: Exception) -> Section:
+    """A section that could not be built, saying why: the engine's own errors by their message (which never
+    holds a token or a password), anything else by its type only, the traceback going to the log."""
+    if isinstance(exc, SyncError):
+        return Section(problem=f"{what}: {exc}")
+    log.error("The integration page could not show %s", what, exc_info=exc)
+    return Section(problem=f"{what}: unexpected {type(exc).__name__} (see the api-server log)")
+
+
+def guarded(what: str, build: Callable[[], Any]) -> Section:
+    """Run a section's builder; an error becomes a sentence in that section instead of an error page."""
+    try:
+        result = build()
+    except Exception as exc:  # a section must never take the page down
+        return failure(what, exc)
+    return result if isinstance(result, Section) else Section(data=result)
+
+
+def human_lag(lag: timedelta) -> str:
+    seconds = int(lag.total_seconds())
+    if seconds < 0:
+        return "ahead of the clock"
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
+
+
+# Runs and cursors ------------------------------------------------------------------------------------------
+
+
+def runs_section(store: StateStore) -> dict[str, Any]:
+    runs = store.recent_runs(RUNS_PER_STREAM)
+    cursors = [{**cursor, "lag_text": human_lag(cursor["lag"])} for cursor in store.cursor_lags()]
+    return {
+        "streams": [
+            {"stream": stream, "dag_id": STREAM_DAGS.get(stream), "runs": rows} for stream, rows in runs.items()
+        ],
+        "cursors": cursors,
+    }
+
+
+# Quarantine ------------------------------------------------------------------------------------------------
+
+
+def key_fields(payload: Any) -> list[tuple[str, str]]:
+    if not isinstance(payload, dict):
+        return []
+    shown = [(name, str(payload[name])) for name in KEY_FIELDS if payload.get(name) not in (None, "", [], {})]
+    return shown[:MAX_KEY_FIELDS]
+
+
+@dataclass
+class RecordLinks:
+    """What the state DB knows about the quarantined records of one page: their deals, invoices and clients on
+    the other side, read in bulk so a page of entries costs a handful of queries."""
+
+    fakturownia: ApiAccount | None
+    crm: ApiAccount | None
+    deal_of_invoice: dict[int, int]
+    crm_of_client: dict[int, int]
+    fakturownia_of_client: dict[int, int]
+
+    @classmethod
+    def read(
+        cls, store: StateStore, entries: list[dict[str, Any]], fakturownia: ApiAccount | None, crm: ApiAccount | None
+    ) -> RecordLinks:
+        def ids(stream: str, of: Callable[[dict[str, Any]], Any]) -> list[int]:
+            found = (as_id(of(e)) for e in entries if e["stream"] == stream)
+            return [i for i in found if i is not None]
+
+        invoices = ids(INVOICES_TO_DEALS_STREAM, lambda e: e["record_id"])
+        links = store.deal_links(invoices)
+        return cls(
+            fakturownia,
+            crm,
+            {invoice: link.deal_id for invoice, link in links.items() if link.deal_id},
+            store.crm_clients_linked_to(ids(INVOICES_TO_DEALS_STREAM, lambda e: _payload(e).get("client_id"))),
+            store.fakturownia_clients_linked_to(ids(DEALS_TO_INVOICES_STREAM, lambda e: _payload(e).get("client_id"))),
+        )
+
+    def of(self, store: StateStore, entry: dict[str, Any]) -> list[tuple[str, str]]:
+        """(label, URL) of the record in its own system and of its counterpart in the other, where known."""
+        record_id, client = as_id(entry["record_id"]), as_id(_payload(entry).get("client_id"))
+        links: list[tuple[str, str | None]] = []
+        if entry["stream"] == INVOICES_TO_DEALS_STREAM:
+            links.append(("invoice in Fakturownia", fakturownia_url(self.fakturownia, "invoice", record_id)))
+            if record_id in self.deal_of_invoice:
+                links.append(("its deal in the CRM", crm_url(self.crm, "deal", self.deal_of_invoice[record_id])))
+            elif client in self.crm_of_client:
+                links.append(("buyer in the CRM", crm_url(self.crm, "client", self.crm_of_client[client])))
+        elif entry["stream"] == DEALS_TO_INVOICES_STREAM:
+            links.append(("deal in the CRM", crm_url(self.crm, "deal", record_id)))
+            made = store.deal_link_by_deal(record_id) if record_id is not None else None
+            if made is not None:
+                links.append(
+                    ("its invoice in Fakturownia", fakturownia_url(self.fakturownia, "invoice", made.invoice_id))
+                )
+            elif client in self.fakturownia_of_client:
+                url = fakturownia_url(self.fakturownia, "client", self.fakturownia_of_client[client])
+                links.append(("client in Fakturownia", url))
+        return [(label, url) for label, url in links if url]
+
+
+def _payload(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry["payload"] if isinstance(entry["payload"], dict) else {}
+
+
+def quarantine_section(store: StateStore, fakturownia: ApiAccount | None, crm: ApiAccount | None) -> dict[str, Any]:
+    entries = store.open_quarantine_page(QUARANTINE_SHOWN)
+    links = RecordLinks.read(store, entries, fakturownia, crm)
+    by_reason: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        shown = ("stream", "record_id", "message", "attempts", "first_seen_at", "last_seen_at", "retry_requested_at")
+        by_reason.setdefault(entry["reason"], []).append(
+            {
+                **{key: entry[key] for key in shown},
+                "retry_requested_by": entry["retry_requested_by"],
+                "fields": key_fields(_payload(entry)),
+                "links": links.of(store, entry),
+                "dag_id": STREAM_DAGS.get(entry["stream"]),
+            }
+        )
+    counts: dict[str, int] = {}
+    for (reason, _stream), count in store.open_quarantine_summary().items():
+        counts[reason] = counts.get(reason, 0) + count
+    total = sum(counts.values())
+    return {
+        "reasons": [
+            {"reason": reason, "count": counts.get(reason, len(rows)), "entries": rows}
+            for reason, rows in sorted(by_reason.items())
+        ],
+        "total": total,
+        "shown": len(entries),
+    }
+
+
+# Client review ---------------------------------------------------------------------------------------------
+
+
+def _client_card(record: Any, side: str, account: ApiAccount | None) -> dict[str, Any] | None:
+    if not isinstance(record, dict):
+        return None
+    if side == "fakturownia":
+        external = {"external_id": record["external_id"]} if record.get("external_id") else {}
+        url = fakturownia_url(account, "client", record.get("id"))
+    else:
+        external = external_ids_of(record)
+        url = crm_url(account, "client", record.get("id"))
+    values = {name: record.get(name) for name in CLIENT_FIELDS if record.get(name) not in (None, "")}
+    values.update({f"external id {key}": value for key, value in external.items()})
+    return {"id": record.get("id"), "shown": values, "url": url}
+
+
+def _suggestion_url(suggestion: dict[str, Any], fakturownia: ApiAccount | None, crm: ApiAccount | None) -> str | None:
+    if suggestion.get("side") == "fakturownia":
+        return fakturownia_url(fakturownia, "client", suggestion.get("id"))
+    return crm_url(crm, "client", suggestion.get("id"))
+
+
+def compared_fields(fakturownia: dict[str, Any] | None, crm: dict[str, Any] | None) -> list[str]:
+    """The fields either record has, in `CLIENT_FIELDS` order then external ids: the rows of the comparison."""
+    present = {name for card in (fakturownia, crm) if card for name in card["shown"]}
+    return [name for name in CLIENT_FIELDS if name in present] + sorted(
+        name for name in present if name not in CLIENT_FIELDS
+    )
+
+
+def link_candidates(entry: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (Fakturownia id, CRM id) pairs a person may link for this entry: its subject with the record on the
+    other side that the entry names, or with any look-alike of the other side it suggests."""
+    side, _, raw = str(entry["subject"]).partition(":")
+    own = as_id(raw)
+    if own is None or side not in ("fakturownia", "crm"):
+        return []
+    other_side = "crm" if side == "fakturownia" else "fakturownia"
+    others = [as_id(entry.get(f"{other_side}_client_id"))]
+    others += [
+        as_id(s.get("id"))
+        for s in entry.get("suggestions") or []
+        if isinstance(s, dict) and s.get("side") == other_side
+    ]
+    pairs: list[tuple[int, int]] = []
+    for other in others:
+        if other is None:
+            continue
+        pair = (own, other) if side == "fakturownia" else (other, own)
+        if pair not in pairs:
+            pairs.append(pair)
+    return pairs
+
+
+def review_section(store: StateStore, fakturownia: ApiAccount | None, crm: ApiAccount | None) -> dict[str, Any]:
+    rows = store.open_client_review_page(REVIEW_SHOWN)
+    candidates = {row["subject"]: link_candidates(row) for row in rows}
+    pairs = [pair for offered in candidates.values() for pair in offered]
+    crm_of = store.crm_clients_linked_to(f for f, _c in pairs)
+    fakturownia_of = store.fakturownia_clients_linked_to(c for _f, c in pairs)
+    pending: dict[str, dict[str, Any]] = {}
+    for decision in store.pending_review_decisions():
+        pending[decision["subject"]] = decision  # oldest first: the latest decision of a subject wins
+    entries = []
+    for row in rows:
+        suggestions = [s for s in row.get("suggestions") or [] if isinstance(s, dict)]
+        f_card = _client_card(row["fakturownia_record"], "fakturownia", fakturownia)
+        c_card = _client_card(row["crm_record"], "crm", crm)
+        entries.append(
+            {
+                "subject": row["subject"],
+                "reason": row["reason"],
+                "message": row["message"],
+                "fakturownia_client_id": row["fakturownia_client_id"],
+                "crm_client_id": row["crm_client_id"],
+                "fakturownia": f_card,
+                "crm": c_card,
+                "compared": compared_fields(f_card, c_card),
+                "suggestions": [{**s, "url": _suggestion_url(s, fakturownia, crm)} for s in suggestions],
+                # a pair already linked is shown as such; a record linked to another one cannot be linked again
+                "linked": [(f, c) for f, c in candidates[row["subject"]] if crm_of.get(f) == c],
+                "candidates": [
+                    (f, c) for f, c in candidates[row["subject"]] if f not in crm_of and c not in fakturownia_of
+                ],
+                "pending": pending.get(row["subject"]),
+                "first_seen_at": row["first_seen_at"],
+                "last_seen_at": row["last_seen_at"],
+            }
+        )
+    return {"entries": entries, "total": store.count_open_client_review(), "audit": store.review_decision_audit(50)}
+
+
+# Departments -----------------------------------------------------------------------------------------------
+
+
+def _listed(lister: Callable[[], list[dict[str, Any]]], api: str) -> tuple[dict[int, str] | None, str | None]:
+    try:
+        listed = lister()
+    except ApiError as exc:
+        return None, f"{api} did not list its departments: {exc.message}"
+    names: dict[int, str] = {}
+    for item in listed or []:
+        department_id = as_id(item.get("id")) if isinstance(item, dict) else None
+        if department_id is not None:
+            names[department_id] = str(item.get("name") or item.get("shortcut") or f"#{department_id}")
+    return names, None
+
+
+def departments_section(
+    config: SyncConfig | None,
+    fakturownia: FakturowniaClient | None,
+    crm: SugesterClient | None,
+    usage: dict[str, dict[int | None, int]],
+) -> Section:
+    section = Section()
+    f_names, f_problem = _listed(fakturownia.departments, "Fakturownia") if fakturownia else (None, None)
+    c_names, c_problem = _listed(crm.departments, "The CRM") if crm else (None, None)
+    section.notes += [p for p in (f_problem, c_problem) if p]
+    departments = DepartmentMap(config) if config is not None else None
+    if config is not None and not config.department_map:
+        section.notes.append(
+            "department_map is empty: departments are not synced (nothing department-related is written or held)."
+        )
+
+    def side_rows(names: dict[int, str] | None, used: dict[int | None, int], own: str) -> list[dict[str, Any]]:
+        known = dict(names or {})
+        ids = sorted(set(known) | {i for i in used if i is not None})
+        rows = []
+        for department_id in ids:
+            partner, state = None, "unknown (no valid config)"
+            if departments is not None:
+                state = "not synced"
+                if departments.synced:
+                    try:
+                        if own == "fakturownia":
+                            partner = departments.to_crm(department_id)
+                        else:
+                            partner = departments.to_fakturownia(department_id)
+                        state = "mapped"
+                    except UnmappedDepartment:
+                        state = "unmapped"
+            rows.append(
+                {
+                    "id": department_id,
+                    "name": known.get(department_id, "(not in the list)" if names is not None else "?"),
+                    "state": state,
+                    "partner": partner,
+                    "used_by": used.get(department_id, 0),
+                }
+            )
+        return rows
+
+    f_rows = side_rows(f_names, usage.get("fakturownia", {}), "fakturownia")
+    c_rows = side_rows(c_names, usage.get("crm", {}), "crm")
+    f_by_id, c_by_id = {r["id"]: r for r in f_rows}, {r["id"]: r for r in c_rows}
+    for row in f_rows:
+        row["partner_name"] = c_by_id.get(row["partner"], {}).get("name") if row["partner"] else None
+    for row in c_rows:
+        row["partner_name"] = f_by_id.get(row["partner"], {}).get("name") if row["partner"] else None
+    missing = []
+    if config is not None:
+        for pair in config.department_map:
+            if f_names is not None and pair.fakturownia_department_id not in f_names:
+                missing.append(f"Fakturownia department {pair.fakturownia_department_id} is mapped but not listed")
+            if c_names is not None and pair.crm_department_id not in c_names:
+                missing.append(f"CRM department {pair.crm_department_id} is mapped but not listed")
+    section.notes += missing
+    section.data = {
+        "fakturownia": f_rows if f_names is not None or f_rows else None,
+        "crm": c_rows if c_names is not None or c_rows else None,
+        "no_department": {
+            "fakturownia_used_by": usage.get("fakturownia", {}).get(None, 0),
+            "crm_used_by": usage.get("crm", {}).get(None, 0),
+            "to_crm": config.no_department.crm_department_id if config else None,
+            "to_fakturownia": config.no_department.fakturownia_department_id if config else None,
+        },
+    }
+    return section
+
+
+# Users -----------------------------------------------------------------------------------------------------
+
+
+def users_section(config: SyncConfig, crm: SugesterClient) -> Section:
+    own = fakturownia_users(config.fakturownia_users)
+    pairing = pair_users(own, crm_users(crm))
+    notes = []
+    if not own:
+        notes.append("fakturownia_users in the config Variable lists nobody, so no Fakturownia user can be paired.")
+    return Section(data={"rows": pairing.rows(), "counts": pairing.counts()}, notes=notes)
+
+
+# Integration check -----------------------------------------------------------------------------------------
+
+
+def check_section(store: StateStore) -> dict[str, Any] | None:
+    return store.latest_integration_check()
