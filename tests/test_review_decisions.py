@@ -155,24 +155,25 @@ def test_different_releases_a_record_the_matcher_held_over_a_shared_nip(sandbox,
     assert writes(sandbox) == {} and f"crm:{c_second}" not in open_entries(sqlite_store)
 
 
-def test_ignore_closes_the_entry_until_a_different_finding(sandbox, sqlite_store) -> None:
+def test_ignore_closes_the_entry_until_a_different_finding(sandbox, store: StateStore) -> None:
+    """On SQLite and on PostgreSQL: when the ignore was applied is compared with when the entry was last seen."""
     f_id, c_id = held_pair(sandbox, "Kwiaciarnia Róża")
-    run(sandbox, sqlite_store, 1)
-    decision = sqlite_store.record_review_decision(f"fakturownia:{f_id}", "ignore", "anna", f_id, c_id)
+    run(sandbox, store, 1)
+    decision = store.record_review_decision(f"fakturownia:{f_id}", "ignore", "anna", f_id, c_id)
 
-    second = run(sandbox, sqlite_store, 2)
+    second = run(sandbox, store, 2)
     assert second["review_decisions_applied"] == 1
-    still_open = open_entries(sqlite_store)
+    still_open = open_entries(store)
     assert f"fakturownia:{f_id}" not in still_open and f"crm:{c_id}" in still_open  # only the entry decided on
-    assert sqlite_store.client_link(f_id) is None and second["created_in_crm"] == 0  # nothing written
-    assert "stays closed while later runs find the same evidence" in decision_row(sqlite_store, decision)["outcome"]
+    assert store.client_link(f_id) is None and second["created_in_crm"] == 0  # nothing written
+    assert "stays closed while later runs find the same evidence" in decision_row(store, decision)["outcome"]
 
-    third = run(sandbox, sqlite_store, 3)
-    assert f"fakturownia:{f_id}" not in open_entries(sqlite_store) and third["review_opened"] == 0
+    third = run(sandbox, store, 3)
+    assert f"fakturownia:{f_id}" not in open_entries(store) and third["review_opened"] == 0
 
     other = post_client(sandbox, "sugester", {"name": "Kwiaciarnia Róża", "post_code": "00-950", "city": "Warszawa"})
-    run(sandbox, sqlite_store, 4)  # a second look-alike: a new finding for the ignored record
-    reopened = open_entries(sqlite_store)[f"fakturownia:{f_id}"]
+    run(sandbox, store, 4)  # a second look-alike: a new finding for the ignored record
+    reopened = open_entries(store)[f"fakturownia:{f_id}"]
     assert other["id"] in {suggestion["id"] for suggestion in reopened["suggestions"]}
 
 
