@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from fakturownia_sync.state import StateStore
+from tests.ui_harness import airflow_template  # noqa: F401  (session fixture of the UI tests)
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
