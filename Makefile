@@ -14,7 +14,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(ROOT)/.demo/airflow \
 	AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
 	PATH=$(ROOT)/$(VENV)/bin:$$PATH
 
-.PHONY: venv demo airflow test lint bench soak stop clean
+.PHONY: venv demo airflow test lint bench soak scale stop clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: venv
 
 soak: venv
 	$(PY) -m scripts.soak
+
+# CeleryExecutor with two workers on PostgreSQL + the local Redis, a 10,000-invoice backfill next to the
+# scheduled syncs, checked and timed, then again with one worker: make scale [SCALE_ARGS="--invoices 2000"]
+scale: venv
+	$(PY) -m scripts.scale $(SCALE_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
