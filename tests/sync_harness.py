@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,8 +39,11 @@ __all__ = [
     "duplicates",
     "expected_candidates",
     "make_sync",
+    "race_engines",
+    "run_at_once",
     "run_like_airflow",
     "start_worker",
+    "summary_of",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,3 +114,33 @@ def start_worker(
     command = [sys.executable, "-m", "tests.engine_runner", json.dumps(spec)]
     with log.open("ab") as stderr:
         return subprocess.Popen(command, cwd=ROOT, stderr=stderr)
+
+
+def run_at_once(commands: list[list[str]], timeout: float = 300) -> list[subprocess.CompletedProcess[str]]:
+    """Run `python -m <module> <arguments>` for each command, all at once, each in a process of its own."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for command in commands
+    ]
+    finished = []
+    for command, process in zip(commands, processes, strict=True):
+        out, err = process.communicate(timeout=timeout)
+        finished.append(subprocess.CompletedProcess(command, process.returncode, out, err))
+    return finished
+
+
+def race_engines(
+    sandbox: Any, state_url: str, specs: list[dict[str, Any]], start_in: float = 3.0
+) -> list[subprocess.CompletedProcess[str]]:
+    """Syncs (tests/engine_runner.py, each spec naming at least its `owner`) in processes of their own, started
+    at one moment once all have imported and connected."""
+    common = {**SyncEndpoints.of(sandbox, state_url).as_mapping(), "start_at": time.time() + start_in}
+    return run_at_once([["tests.engine_runner", json.dumps({**common, **spec})] for spec in specs])
+
+
+def summary_of(finished: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The run summary an engine_runner process printed; fails with its stderr when it did not finish."""
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(finished.stdout.strip().splitlines()[-1])

@@ -1,24 +1,26 @@
 """Creates claimed on every evidence key at once: the store's claims and the create-under-claim protocol,
-on SQLite and PostgreSQL, and two real processes racing on PostgreSQL for the same companies."""
+on SQLite and PostgreSQL, two real processes racing on PostgreSQL for the same companies, and migration 0009
+that turns the pending deal rows into such claims."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from fakturownia_sync.claims import CRM_CLIENT, CRM_DEAL, FAKTUROWNIA_CLIENT, ClaimOutcome, create_under_claim
 from fakturownia_sync.errors import AmbiguousWriteError, ApiRejected
 from fakturownia_sync.state import StateStore
+from fakturownia_sync.state.engine import MIGRATIONS, VERSION_TABLE
+from fakturownia_sync.state.schema import UtcDateTime
 from fakturownia_sync.timing import STALE_CLAIM_MINUTES
+from tests.sync_harness import run_at_once
 
-ROOT = Path(__file__).resolve().parents[1]
 CARD, NIP, EMAIL = "fakturownia:7", "nip:5261040828", "email:biuro@example.com"
 
 
@@ -193,31 +195,14 @@ def test_two_processes_create_each_company_once_when_reaching_it_by_different_ev
         conn.execute(sa.text("CREATE TABLE race_creates (id serial PRIMARY KEY, round int, company int, side text)"))
     deferrals = 0
     for round_no in range(ROUNDS):
-        start_at = time.time() + 2.5
-        processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.claims_race_runner",
-                    postgres_url,
-                    side,
-                    str(round_no),
-                    str(COMPANIES),
-                    str(start_at),
-                ],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for side in ("a", "b")
+        start_at = str(time.time() + 2.5)
+        runners = [
+            ["tests.claims_race_runner", postgres_url, side, str(round_no), str(COMPANIES), start_at] for side in "ab"
         ]
         results = []
-        for process in processes:
-            out, err = process.communicate(timeout=120)
-            assert process.returncode == 0, err
-            results.append(json.loads(out))
+        for finished in run_at_once(runners, timeout=120):
+            assert finished.returncode == 0, finished.stderr
+            results.append(json.loads(finished.stdout))
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.text("SELECT company, count(*), min(id) FROM race_creates WHERE round = :r GROUP BY company"),
@@ -235,3 +220,57 @@ def test_two_processes_create_each_company_once_when_reaching_it_by_different_ev
         assert created == COMPANIES
     engine.dispose()
     assert deferrals > 0, "the two processes never met a claim in flight: the race was not exercised"
+
+
+# Migration 0009: the pending deal rows become claims ------------------------------------------------------
+
+
+def test_migration_0009_moves_pending_deal_rows_into_create_claims(state_url: str) -> None:
+    engine = sa.create_engine(state_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["version_table"] = VERSION_TABLE
+    claimed_at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0008")
+        rows = [  # linked; pending with its claim; pending with no claim time; pending whose key is claimed already
+            (1, 100, "linked", None, None),
+            (2, None, "pending", "dag/a", claimed_at),
+            (3, None, "pending", None, None),
+            (4, None, "pending", "dag/b", claimed_at),
+        ]
+        table = sa.table(
+            "invoice_deals",
+            *(sa.column(name) for name in ("invoice_id", "deal_id", "state", "claimed_by")),
+            *(sa.column(name, UtcDateTime) for name in ("claimed_at", "created_at", "updated_at")),
+        )
+        for invoice_id, deal_id, state, owner, at in rows:
+            conn.execute(
+                sa.insert(table).values(
+                    invoice_id=invoice_id, deal_id=deal_id, state=state, claimed_by=owner, claimed_at=at,
+                    created_at=claimed_at, updated_at=claimed_at,
+                )
+            )  # fmt: skip
+    engine.dispose()
+    before = StateStore(state_url)
+    before.claim_create(CRM_DEAL, ["invoice:4"], "dag/c")  # what a newer run already claimed wins
+    before.close()
+    store = StateStore.open(state_url)
+    try:
+        assert store.deal_link(1).deal_id == 100 and store.count_deal_links() == 1
+        moved = store.create_claim(CRM_DEAL, "invoice:2")
+        assert (moved.owner, moved.claimed_at, moved.created_id) == ("dag/a", claimed_at, None)
+        assert store.create_claim(CRM_DEAL, "invoice:3").owner == "migration/0009"
+        assert store.create_claim(CRM_DEAL, "invoice:4").owner == "dag/c"
+        columns = {column["name"] for column in sa.inspect(store.engine).get_columns("invoice_deals")}
+        assert not {"state", "claimed_by", "claimed_at"} & columns
+    finally:
+        store.close()
+    with engine.begin() as conn:  # and back: the unconfirmed deal claims become pending rows again
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0008")
+        pending = conn.execute(sa.text("SELECT invoice_id, claimed_by FROM invoice_deals WHERE state = 'pending'"))
+        assert sorted(pending) == [(2, "dag/a"), (3, "migration/0009"), (4, "dag/c")]
+        assert conn.execute(sa.text("SELECT count(*) FROM create_claims WHERE target = 'crm_deal'")).scalar() == 0
+    engine.dispose()

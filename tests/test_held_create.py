@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from fakturownia_sync.claims import CRM_DEAL
 from fakturownia_sync.invoices_to_deals import InvoicesToDeals, UnconfirmedWrites
 from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
@@ -128,7 +129,7 @@ def test_a_create_held_past_the_deadline_is_not_sent_twice(sandbox: SandboxProce
 
         second = sync().run()  # the retry finds them: nothing is created twice
         assert second["status"] == "success" and second["deals_recovered"] >= 1
-        assert not store.pending_deal_links()
+        assert store.unconfirmed_creates(CRM_DEAL) == []
 
         later = sync(clock=after_claim_window).run()
         assert later["deals_created"] == 0

@@ -9,22 +9,16 @@ syncs started at one moment against one PostgreSQL state DB make exactly one CRM
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import date
-from typing import Any
 
 import pytest
 
-from fakturownia_sync.connections import SyncEndpoints
 from fakturownia_sync.state import StateStore
 from sandbox.nip import generate as generate_nip
 from sandbox.process import SandboxProcess
-from tests.sync_harness import ROOT, deals_by_invoice, make_sync
+from tests.sync_harness import deals_by_invoice, make_sync, race_engines, summary_of
 from tests.test_client_create_race import post
 
 COMPANIES, ROUNDS, LATENCY_MS = 10, 2, 30
@@ -77,33 +71,6 @@ def seed_round(sandbox: SandboxProcess, round_no: int, rng: random.Random) -> di
     return invoices
 
 
-def race(sandbox: SandboxProcess, state_url: str, round_no: int) -> list[dict[str, Any]]:
-    """Two invoices syncs started in processes of their own at one moment; their summaries."""
-    endpoints = SyncEndpoints.of(sandbox, state_url).as_mapping()
-    start_at = time.time() + 3.0  # both importing and connecting before the start
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.engine_runner",
-                json.dumps({**endpoints, "owner": f"race/invoices-{round_no}-{n}", "start_at": start_at}),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(2)
-    ]
-    summaries = []
-    for process in processes:
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, err[-3000:]
-        summaries.append(json.loads(out.strip().splitlines()[-1]))
-    return summaries
-
-
 def test_two_invoice_syncs_reaching_a_company_by_nip_only_and_e_mail_only_create_one_crm_client(
     sandbox: SandboxProcess, postgres_url: str
 ) -> None:
@@ -113,7 +80,8 @@ def test_two_invoice_syncs_reaching_a_company_by_nip_only_and_e_mail_only_create
     for round_no in range(ROUNDS):
         invoices = seed_round(sandbox, round_no, rng)
         sandbox.set_faults(latency_ms=LATENCY_MS)
-        summaries = race(sandbox, postgres_url, round_no)
+        owners = [{"owner": f"race/invoices-{round_no}-{n}"} for n in range(2)]
+        summaries = [summary_of(finished) for finished in race_engines(sandbox, postgres_url, owners)]
         sandbox.set_faults(latency_ms=0)
         for summary in summaries:
             assert summary["quarantined_by_reason"] == {}, summary

@@ -121,7 +121,7 @@ def test_deleted_invoice_keeps_its_deal(sandbox: SandboxProcess, sqlite_store: S
     summary = make_sync(sandbox, sqlite_store, owner="tests/run-2").run()
     assert summary["status"] == "success"
     assert len(deals_by_invoice(sandbox)[invoice_id]) == 1
-    assert sqlite_store.deal_link(invoice_id).state == "linked"
+    assert sqlite_store.deal_link(invoice_id).deal_id == deals_by_invoice(sandbox)[invoice_id][0]["id"]
 
 
 def test_bad_records_are_quarantined_and_retried_once_fixed(sandbox: SandboxProcess, sqlite_store: StateStore) -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fakturownia_sync.claims import CRM_DEAL, invoice_key
 from fakturownia_sync.invoices_to_deals import UnconfirmedWrites
 from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
@@ -56,16 +57,20 @@ def test_faults_end_in_the_same_crm_state_as_a_clean_run(tmp_path: Path) -> None
 
 
 def test_deal_created_but_not_recorded_is_found_not_duplicated(tmp_path: Path) -> None:
-    """The crash window itself: the CRM has the deal, our state only the pending claim."""
+    """The crash window itself: the CRM has the deal, our state only the unconfirmed claim."""
     store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
     with SandboxProcess(**SIZE) as sandbox:
         make_sync(sandbox, store).run()
         grouped = deals_by_invoice(sandbox)
         invoice_id = max(grouped)
         # Rewind that invoice to "claimed, deal created, link never committed" (what SIGKILL leaves behind).
+        key = invoice_key(invoice_id)
         with store.engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM invoice_deals WHERE invoice_id = ?", (invoice_id,))
-        assert store.claim_invoice(invoice_id, "tests/killed-run", "stale-hash")
+            claim_id = store.create_claim(CRM_DEAL, key).id
+            conn.exec_driver_sql("DELETE FROM create_claim_keys WHERE claim_id = ?", (claim_id,))
+            conn.exec_driver_sql("DELETE FROM create_claims WHERE id = ?", (claim_id,))
+        assert store.claim_create(CRM_DEAL, [key], "tests/killed-run").claim is not None
         with store.engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM sync_cursors")
         summary = make_sync(sandbox, store, owner="tests/killed-run").run()
@@ -73,6 +78,7 @@ def test_deal_created_but_not_recorded_is_found_not_duplicated(tmp_path: Path) -
         after = deals_by_invoice(sandbox)
         assert duplicates(after) == {}
         assert store.deal_link(invoice_id).deal_id == grouped[invoice_id][0]["id"]
+        assert store.create_claim(CRM_DEAL, key).created_id == grouped[invoice_id][0]["id"]
     store.close()
 
 
@@ -94,7 +100,7 @@ def test_sigkill_mid_run_then_rerun_leaves_no_duplicate_and_no_gap(tmp_path: Pat
             os.kill(worker.pid, signal.SIGKILL)
             assert worker.wait() == -signal.SIGKILL, "the worker finished before it could be killed"
         store = StateStore.open(state_url)
-        pending = {link.invoice_id for link in store.pending_deal_links()}
+        pending = store.unconfirmed_creates(CRM_DEAL)
         assert pending, "the kills should leave creates in flight, or this proves nothing"
         # Airflow retries the killed task at once: what the dead worker may still have had in flight is looked
         # up (and linked when found), never sent again a moment later ...

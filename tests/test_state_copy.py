@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fakturownia_sync.claims import CRM_CLIENT
+from fakturownia_sync.claims import CRM_CLIENT, CRM_DEAL
 from fakturownia_sync.state import StateStore
 from fakturownia_sync.state.copy import StateCopyError, copy_state
 from fakturownia_sync.state.schema import metadata
@@ -29,9 +29,8 @@ def fill(store: StateStore) -> None:
     store.start_run("invoices", "dag/run2")  # still running: summary is NULL
     store.set_cursor("invoices", datetime(2026, 3, 1, 12, tzinfo=UTC))
     store.record_window("invoices", "vat", date(2024, 1, 1), date(2024, 1, 31), {"deals_created": 4})
-    store.claim_invoice(1, "dag/run1", "h1")
-    store.confirm_deal(1, 100, "h1", datetime(2026, 3, 1, tzinfo=UTC))
-    store.claim_invoice(2, "dag/run2", "h2")
+    store.link_deal(1, 100, "h1", datetime(2026, 3, 1, tzinfo=UTC))
+    store.claim_create(CRM_DEAL, ["invoice:2"], "dag/run2")
     store.link_clients(7, 70, "nip", {"name": ["A", "A"]})
     store.link_clients(8, 80, "created")
     store.save_fakturownia_clients([({"id": 7, "name": "A"}, datetime(2026, 1, 1, tzinfo=UTC))])
@@ -60,6 +59,8 @@ def fill(store: StateStore) -> None:
     store.claim_create(CRM_CLIENT, ["email:x@y.pl"], "dag/run2")
     store.quarantine("invoices", 9, "invalid_nip", "bad nip", {"id": 9}, "f1")
     store.record_correction(11, 1, "FK 1/03/2026", Decimal("-10.00"), Decimal("-12.30"))
+    store.record_review_decision("crm:9", "ignore", "anna")
+    store.save_integration_check(True, {"checks": []})
 
 
 def rows(url: str) -> dict[str, list[dict[str, Any]]]:
@@ -110,7 +111,7 @@ def test_copied_ids_keep_counting_on_postgres(tmp_path: Path, postgres_url: str)
     target = StateStore.open(postgres_url)
     assert target.start_run("invoices", "dag/run3") == 3
     assert target.link_clients(9, 90, "email") is True
-    assert target.claim_create(CRM_CLIENT, ["nip:1132191233"], "dag/run3").claim.id == 3
+    assert target.claim_create(CRM_CLIENT, ["nip:1132191233"], "dag/run3").claim.id == 4
     target.quarantine("invoices", 10, "invalid_nip", "bad nip", {"id": 10}, "f1")
     assert len(target.open_quarantine("invoices")) == 2
     target.close()

@@ -17,7 +17,6 @@ from fakturownia_sync.errors import ConfigError
 from fakturownia_sync.state import StateDbPathError, StateDbTooNew, StateDbUnreachable, StateStore
 from fakturownia_sync.state.engine import MIGRATIONS, VERSION_TABLE
 from fakturownia_sync.state.schema import metadata
-from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 
 
 def migrations_head() -> str:
@@ -40,46 +39,16 @@ def test_opening_twice_is_harmless(state_url: str) -> None:
     again.close()
 
 
-def test_one_claim_per_invoice(store: StateStore) -> None:
-    assert store.claim_invoice(7, "dag/run1", "h1") is True
-    assert store.claim_invoice(7, "dag/run2", "h2") is False
-    [pending] = store.pending_deal_links()
-    assert (pending.invoice_id, pending.claimed_by, pending.payload_hash) == (7, "dag/run1", "h1")
-
-
-def test_claims_are_taken_over_by_the_same_run_or_when_stale(store: StateStore) -> None:
-    store.claim_invoice(1, "dag/a", "h")
-    now = datetime.now(UTC)
-    stale = now - timedelta(minutes=STALE_CLAIM_MINUTES)
-    assert store.take_over_claim(1, "dag/b", "h", stale_before=stale) is False
-    assert store.take_over_claim(1, "dag/a", "h2", stale_before=stale) is True
-    assert store.take_over_claim(1, "dag/b", "h3", stale_before=now + timedelta(seconds=1)) is True
-    assert store.deal_link(1).claimed_by == "dag/b"
-
-
-def test_confirmed_link_and_unique_deal(store: StateStore) -> None:
-    store.claim_invoice(1, "o", "h")
+def test_one_link_per_invoice_and_per_deal(store: StateStore) -> None:
     updated = datetime(2026, 3, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
-    store.confirm_deal(1, 500, "h", updated)
+    assert store.link_deal(1, 500, "h", updated) is True
     link = store.deal_link(1)
-    assert (link.state, link.deal_id, link.claimed_by) == ("linked", 500, None)
+    assert (link.deal_id, link.payload_hash) == (500, "h")
     assert link.invoice_updated_at == updated and link.invoice_updated_at.tzinfo is not None
-    store.claim_invoice(2, "o", "h")
-    try:
-        store.confirm_deal(2, 500, "h", None)
-    except sa.exc.IntegrityError:
-        pass
-    else:
-        raise AssertionError("one CRM deal was linked to two invoices")
-
-
-def test_release_claim_only_removes_pending_rows(store: StateStore) -> None:
-    store.claim_invoice(1, "o", "h")
-    store.confirm_deal(1, 10, "h", None)
-    store.claim_invoice(2, "o", "h")
-    store.release_claim(1)
-    store.release_claim(2)
-    assert store.deal_link(1) is not None and store.deal_link(2) is None
+    assert store.link_deal(1, 500, "h2", None) is True  # the same pair again: linked already
+    assert store.link_deal(1, 501, "h", None) is False  # the invoice has its deal
+    assert store.link_deal(2, 500, "h", None) is False  # one CRM deal is never linked to two invoices
+    assert store.deal_link(2) is None and store.count_deal_links() == 1
 
 
 def test_cursor_round_trip_keeps_the_instant(store: StateStore) -> None:
@@ -154,14 +123,14 @@ def test_an_older_version_meeting_a_newer_state_db_says_to_upgrade(state_url: st
     StateStore.open(state_url).close()
     engine = sa.create_engine(state_url)
     with engine.begin() as conn:
-        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0009'"))
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     engine.dispose()
     with pytest.raises(StateDbTooNew) as raised:
         StateStore.open(state_url)
     message = str(raised.value)
-    assert "written by a newer version (revision 0009)" in message
+    assert "written by a newer version (revision 9999)" in message
     assert "upgrade the project or point fakturownia_sync_db elsewhere" in message
-    assert raised.value.revision == "0009" and "Can't locate" not in message
+    assert raised.value.revision == "9999" and "Can't locate" not in message
 
 
 def test_the_newer_version_error_never_shows_the_password(postgres_url: str) -> None:
@@ -169,7 +138,7 @@ def test_the_newer_version_error_never_shows_the_password(postgres_url: str) -> 
     StateStore.open(with_password).close()
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
-        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0009'"))
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     engine.dispose()
     with pytest.raises(StateDbTooNew) as raised:
         StateStore.open(with_password)

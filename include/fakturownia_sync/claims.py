@@ -49,6 +49,7 @@ from typing import Literal
 
 from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.errors import AmbiguousWriteError, ApiRejected
+from fakturownia_sync.ids import as_id
 from fakturownia_sync.state import ClaimAttempt, CreateClaim, StateStore
 from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 
@@ -97,6 +98,21 @@ def company_keys(own_key: str | None, tax_no: str | None = None, email: str | No
     keys += [f"{IDENTITY}{key}"] if (key := tax_key(tax_no)) else []
     keys += [f"email:{key}"] if (key := email_key(email)) else []
     return keys
+
+
+def invoice_key(invoice_id: int) -> str:
+    """The key the CRM deal of an invoice is claimed under (target `CRM_DEAL`)."""
+    return f"invoice:{int(invoice_id)}"
+
+
+def invoice_of_key(key: str) -> int | None:
+    """The invoice a `CRM_DEAL` claim key names, or None for another key."""
+    return as_id(key.removeprefix("invoice:")) if key.startswith("invoice:") else None
+
+
+def deal_key(deal_id: int) -> str:
+    """The key the Fakturownia invoice of a CRM deal is claimed under (target `FAKTUROWNIA_INVOICE`)."""
+    return f"deal:{int(deal_id)}"
 
 
 def stale_cutoff(now: datetime | None = None, minutes: float = STALE_CLAIM_MINUTES) -> datetime:

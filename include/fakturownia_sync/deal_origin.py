@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from fakturownia_sync.claims import FAKTUROWNIA_INVOICE
+from fakturownia_sync.claims import FAKTUROWNIA_INVOICE, deal_key
 from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY
 from fakturownia_sync.errors import ApiNotFound
 from fakturownia_sync.ids import as_id
@@ -35,7 +35,7 @@ def link_invoice_made_from_deal(store: StateStore, invoice: Invoice, crm: Sugest
     deal_id = deal_id_of_oid(invoice.raw.get("oid"))
     if deal_id is None:
         return False
-    claim = store.create_claim(FAKTUROWNIA_INVOICE, f"deal:{deal_id}")
+    claim = store.create_claim(FAKTUROWNIA_INVOICE, deal_key(deal_id))
     if claim is None:
         if crm is None or not _made_from(crm, deal_id, invoice):
             return False
@@ -43,7 +43,7 @@ def link_invoice_made_from_deal(store: StateStore, invoice: Invoice, crm: Sugest
         return False
     # Ours, confirmed or not: an unconfirmed claim means the create landed and we died (or lost the answer)
     # before recording it. Its oid proves which deal it is for.
-    return store.link_invoice_made_from_deal(invoice.id, deal_id, invoice.updated_at)
+    return store.link_deal(invoice.id, deal_id, None, invoice.updated_at)
 
 
 def _made_from(crm: SugesterClient, deal_id: int, invoice: Invoice) -> bool:

@@ -103,7 +103,7 @@ def record_correction(engine: InvoicesToDeals, correction: Invoice, corrected_id
     store, summary = engine.store, engine.summary
     with invoice_lock(engine, corrected_id):
         link = store.deal_link(corrected_id)
-        has_deal = link is not None and link.state == "linked" and link.deal_deleted_at is None
+        has_deal = link is not None and link.deal_deleted_at is None
         if engine.dry_run:
             summary.add("corrections_applied" if has_deal else "corrections_without_deal")
             return None
@@ -115,7 +115,7 @@ def record_correction(engine: InvoicesToDeals, correction: Invoice, corrected_id
             )
         if not changed:
             return None  # met again unchanged: the corrected deal already shows it (or gets it when written)
-        if link is not None and link.state == "pending":
+        if link is None and engine.deals.create_in_flight(corrected_id):
             engine.deals.recheck.add(corrected_id)  # its create awaits confirmation: rewritten once it is found
         if not has_deal:
             summary.add("corrections_without_deal")  # the corrected invoice's deal includes it once written

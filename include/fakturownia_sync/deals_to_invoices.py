@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fakturownia_sync.claims import FAKTUROWNIA_INVOICE, create_under_claim, stale_cutoff
+from fakturownia_sync.claims import FAKTUROWNIA_INVOICE, create_under_claim, deal_key, stale_cutoff
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_clients import DealClients
 from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY
@@ -252,7 +252,7 @@ class DealsToInvoices:
     def _handle(self, deal: dict[str, Any]) -> bool:
         """True once the deal has its invoice and the write-back is done (or it needs none)."""
         deal_id = int(deal["id"])
-        key = f"deal:{deal_id}"
+        key = deal_key(deal_id)
         written = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
         claim = self.store.create_claim(FAKTUROWNIA_INVOICE, key)
         if claim is None:
@@ -308,7 +308,7 @@ class DealsToInvoices:
             return existing
         invoice_id = int(created["id"])
         # Link at once, before the claim is confirmed: the invoices → deals sync must never make it a deal.
-        self.store.link_invoice_made_from_deal(invoice_id, deal_id, parse_timestamp(created.get("updated_at")))
+        self.store.link_deal(invoice_id, deal_id, None, parse_timestamp(created.get("updated_at")))
         self.summary.add("invoices_created")
         log.info("deal %s: invoice %s (%s) created", deal_id, invoice_id, created.get("number"))
         return invoice_id
@@ -321,14 +321,14 @@ class DealsToInvoices:
         if not found:
             return None
         invoice_id = int(found[0]["id"])
-        self.store.link_invoice_made_from_deal(invoice_id, deal_id, parse_timestamp(found[0].get("updated_at")))
+        self.store.link_deal(invoice_id, deal_id, None, parse_timestamp(found[0].get("updated_at")))
         self.summary.add("invoices_recovered")
         return invoice_id
 
     def _write_back(self, deal: dict[str, Any], invoice_id: int) -> None:
         """Link the invoice to the deal in the state DB and on the deal: its link, external id and status."""
         deal_id = int(deal["id"])
-        if not self.store.link_invoice_made_from_deal(invoice_id, deal_id, None):
+        if not self.store.link_deal(invoice_id, deal_id, None, None):
             raise RecordError(
                 "invoice_linked_elsewhere",
                 f"deal {deal_id}: its invoice {invoice_id} is linked to another deal in the state DB",

@@ -320,7 +320,7 @@ class InvoicesToDeals:
             made_from_deals = self.crm if self.config.deal_invoicing.enabled else None
             if link is None and not out_of_kinds and link_invoice_made_from_deal(self.store, invoice, made_from_deals):
                 link = self.store.deal_link(invoice.id)  # made from a CRM deal: that deal is its deal
-            if out_of_kinds and (link is None or link.state != "linked"):
+            if out_of_kinds and link is None:
                 summary.add_to("skipped_by_kind", invoice.kind)
                 return True
             if invoice.cancelled and link is None:
@@ -343,7 +343,7 @@ class InvoicesToDeals:
                 return True  # written after the sweep, once its corrections are known
             if link is None:  # a new deal: counted with or without its responsible person
                 summary.add("deals_with_responsible" if responsible_id is not None else "deals_without_responsible")
-            elif link.state == "linked" and link.payload_hash != digest:  # written now with its marker
+            elif link.payload_hash != digest:  # written now with its marker
                 if out_of_kinds:
                     summary.add("deals_marked_out_of_kinds")
                 if invoice.cancelled:
@@ -351,11 +351,11 @@ class InvoicesToDeals:
             return self.deals.write(invoice, link, deal, digest, deal_shape_fingerprint(self.config))
 
     def _rehandle(self, invoice_id: int) -> None:
-        """A pending claim left by a dead run for an invoice this sweep did not meet: fetch it and finish."""
+        """An unconfirmed deal create (a dead run's, or one to send again or to check): fetch the invoice and finish."""
         try:
             raw = self.fakturownia.get_invoice(invoice_id)
         except ApiNotFound:
-            self.store.release_claim(invoice_id)  # the invoice is gone and no deal was created for it
+            self.deals.forget_create(invoice_id)  # the invoice is gone and no deal was created for it
             return
         self.handle(raw, retry=True)
 

@@ -1,7 +1,9 @@
-"""Invoice → deal links: one row per invoice, claimed before its deal is created and confirmed after.
+"""Invoice → deal links: one row per invoice whose deal exists, with what the deal was last written as.
 
-The primary key on `invoice_id` is what keeps two runs from both creating a deal for one invoice; the
-unique `deal_id` keeps one CRM deal from being linked to two invoices.
+The primary key on `invoice_id` keeps an invoice to one deal and the unique `deal_id` keeps one CRM deal from
+being linked to two invoices. A row is written only once the deal exists; the create before it is claimed in
+`create_claims` like every create (target `crm_deal`, key `invoice:<id>`: `claims.create_under_claim`), and the
+link is written before that claim is confirmed, so a confirmed claim always has its link.
 """
 
 from __future__ import annotations
@@ -15,19 +17,16 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fakturownia_sync.state.engine import ATTEMPT_ENDED, StoreEngine, utcnow
+from fakturownia_sync.state.engine import StoreEngine, utcnow
 from fakturownia_sync.state.schema import invoice_corrections, invoice_deals
 
 
 @dataclass(frozen=True)
 class DealLink:
     invoice_id: int
-    deal_id: int | None
-    state: str
-    payload_hash: str | None
+    deal_id: int
+    payload_hash: str | None  # the hash of the deal as last written or found (`deal_mapping.payload_hash`)
     invoice_updated_at: datetime | None
-    claimed_by: str | None
-    claimed_at: datetime | None
     shape_fingerprint: str | None = None  # the deal-shaping config the deal was last written under
     deal_deleted_at: datetime | None = None  # set once the deal was found deleted in the CRM: never written again
 
@@ -47,11 +46,8 @@ def _deal_link(row: Any) -> DealLink:
     return DealLink(
         invoice_id=m["invoice_id"],
         deal_id=m["deal_id"],
-        state=m["state"],
         payload_hash=m["payload_hash"],
         invoice_updated_at=m["invoice_updated_at"],
-        claimed_by=m["claimed_by"],
-        claimed_at=m["claimed_at"],
         shape_fingerprint=m["shape_fingerprint"],
         deal_deleted_at=m["deal_deleted_at"],
     )
@@ -78,11 +74,18 @@ class DealLinksStore(StoreEngine):
             row = conn.execute(select(invoice_deals).where(invoice_deals.c.deal_id == int(deal_id))).first()
         return _deal_link(row) if row else None
 
-    def link_invoice_made_from_deal(self, invoice_id: int, deal_id: int, invoice_updated_at: datetime | None) -> bool:
-        """Link an invoice created for a CRM deal to that deal (`crm_deals_to_invoices`), so the invoices →
-        deals sync updates the deal instead of creating a second one. The payload hash is left empty: that
-        sync's next run writes the invoice's view onto the deal once. False when the invoice or the deal is
-        linked to something else already."""
+    def link_deal(
+        self,
+        invoice_id: int,
+        deal_id: int,
+        payload_hash: str | None,
+        invoice_updated_at: datetime | None,
+        shape_fingerprint: str | None = None,
+    ) -> bool:
+        """Record that CRM deal `deal_id` is the invoice's deal: one the sync created or found (its `payload_hash`
+        says what it shows), or the deal an invoice was made from (`crm_deals_to_invoices`; no hash: the
+        invoices → deals sync writes the invoice's view onto it once). True when that pair is linked now or was
+        already; False when the invoice or the deal is linked to something else."""
         now = utcnow()
         try:
             with self.engine.begin() as conn:
@@ -90,9 +93,9 @@ class DealLinksStore(StoreEngine):
                     insert(invoice_deals).values(
                         invoice_id=int(invoice_id),
                         deal_id=int(deal_id),
-                        state="linked",
-                        payload_hash=None,
+                        payload_hash=payload_hash,
                         invoice_updated_at=invoice_updated_at,
+                        shape_fingerprint=shape_fingerprint,
                         created_at=now,
                         updated_at=now,
                     )
@@ -102,77 +105,9 @@ class DealLinksStore(StoreEngine):
             link = self.deal_link(invoice_id)
             return link is not None and link.deal_id == int(deal_id)
 
-    def pending_deal_links(self) -> list[DealLink]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(invoice_deals).where(invoice_deals.c.state == "pending"))
-            return [_deal_link(row) for row in rows]
-
     def count_deal_links(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(invoice_deals)).scalar() or 0)
-
-    def claim_invoice(self, invoice_id: int, owner: str, payload_hash: str) -> bool:
-        """Record the intent to create this invoice's deal, before creating it.
-
-        Returns False when a row already exists (someone linked or claimed it first): the unique key on
-        `invoice_id` is what keeps two runs from both creating a deal.
-        """
-        now = utcnow()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(invoice_deals).values(
-                        invoice_id=invoice_id,
-                        state="pending",
-                        payload_hash=payload_hash,
-                        claimed_by=owner,
-                        claimed_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            return True
-        except IntegrityError:
-            return False
-
-    def take_over_claim(self, invoice_id: int, owner: str, payload_hash: str, *, stale_before: datetime) -> bool:
-        """Take a pending claim that is ours (an earlier try of the same run) or older than `stale_before`."""
-        now = utcnow()
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(invoice_deals)
-                .where(
-                    invoice_deals.c.invoice_id == invoice_id,
-                    invoice_deals.c.state == "pending",
-                    (invoice_deals.c.claimed_by == owner) | (invoice_deals.c.claimed_at < stale_before),
-                )
-                .values(claimed_by=owner, claimed_at=now, payload_hash=payload_hash, updated_at=now)
-            ).rowcount
-        return bool(changed)
-
-    def confirm_deal(
-        self,
-        invoice_id: int,
-        deal_id: int,
-        payload_hash: str | None,
-        invoice_updated_at: datetime | None,
-        shape_fingerprint: str | None = None,
-    ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(invoice_deals)
-                .where(invoice_deals.c.invoice_id == invoice_id)
-                .values(
-                    deal_id=deal_id,
-                    state="linked",
-                    payload_hash=payload_hash,
-                    invoice_updated_at=invoice_updated_at,
-                    shape_fingerprint=shape_fingerprint,
-                    claimed_by=None,
-                    claimed_at=None,
-                    updated_at=utcnow(),
-                )
-            )
 
     def record_deal_payload(
         self,
@@ -189,25 +124,6 @@ class DealLinksStore(StoreEngine):
                 update(invoice_deals)
                 .where(invoice_deals.c.invoice_id == invoice_id)
                 .values(**values, updated_at=utcnow())
-            )
-
-    def end_attempt(self, invoice_id: int) -> None:
-        """The server answered the create holding this pending claim (an error, or an answer we could not read):
-        that attempt can no longer land, so after a look-up anyone may send it again (`deal_writer`)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(invoice_deals)
-                .where(invoice_deals.c.invoice_id == invoice_id, invoice_deals.c.state == "pending")
-                .values(claimed_at=ATTEMPT_ENDED)
-            )
-
-    def release_claim(self, invoice_id: int) -> None:
-        """Forget a pending claim whose deal was never created (e.g. the invoice is gone)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(invoice_deals).where(
-                    invoice_deals.c.invoice_id == invoice_id, invoice_deals.c.state == "pending"
-                )
             )
 
     # Deal upkeep (`deal_upkeep`): re-applying a changed config, deals deleted in the CRM, corrections ----------
@@ -227,7 +143,7 @@ class DealLinksStore(StoreEngine):
     def _stale(self, shape_fingerprint: str) -> Any:
         c = invoice_deals.c
         shape = or_(c.shape_fingerprint.is_(None), c.shape_fingerprint != shape_fingerprint)
-        return (c.state == "linked", c.deal_id.is_not(None), c.deal_deleted_at.is_(None), shape)
+        return (c.deal_deleted_at.is_(None), shape)
 
     def stale_deal_links(self, shape_fingerprint: str, limit: int) -> list[DealLink]:
         """Up to `limit` linked deals written under another deal-shaping config, oldest invoice first."""
@@ -244,9 +160,7 @@ class DealLinksStore(StoreEngine):
     def live_deal_ids(self) -> dict[int, int]:
         """deal id → invoice id of every linked deal not known to be deleted in the CRM."""
         c = invoice_deals.c
-        query = select(c.deal_id, c.invoice_id).where(
-            c.state == "linked", c.deal_id.is_not(None), c.deal_deleted_at.is_(None)
-        )
+        query = select(c.deal_id, c.invoice_id).where(c.deal_deleted_at.is_(None))
         with self.engine.connect() as conn:
             return {int(deal_id): int(invoice_id) for deal_id, invoice_id in conn.execute(query)}
 

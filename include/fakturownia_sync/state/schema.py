@@ -2,9 +2,9 @@
 
 Unique keys carry the "exactly one" promises: one deal per invoice (`invoice_deals.invoice_id`), one CRM
 deal linked once (`invoice_deals.deal_id`), one-to-one client links, one quarantine entry per record,
-one review entry per client, and one create per company however it is reached (`create_claim_keys`: every
-evidence key of a create, each held by one claim at a time; the per-key client claim tables are gone since
-migration 0006).
+one review entry per client, and one create per company or invoice however it is reached (`create_claim_keys`:
+every evidence key of a create, each held by one claim at a time; the per-key client claim tables are gone
+since migration 0006, the pending deal rows since 0009).
 """
 
 from __future__ import annotations
@@ -78,12 +78,9 @@ invoice_deals = Table(
     "invoice_deals",
     metadata,
     Column("invoice_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("deal_id", BigInteger, unique=True),
-    Column("state", String(16), nullable=False),  # pending (create in flight or unconfirmed) | linked
+    Column("deal_id", BigInteger, nullable=False, unique=True),  # a link only: creates are claimed (0009)
     Column("payload_hash", String(64)),
     Column("invoice_updated_at", UtcDateTime),
-    Column("claimed_by", String(250)),
-    Column("claimed_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("shape_fingerprint", String(32)),  # deal-shaping config the deal was last written under (0007)
