@@ -155,6 +155,41 @@ def test_different_releases_a_record_the_matcher_held_over_a_shared_nip(sandbox,
     assert writes(sandbox) == {} and f"crm:{c_second}" not in open_entries(sqlite_store)
 
 
+def test_different_on_each_candidate_shown_works_through_an_ambiguous_entry(sandbox, sqlite_store) -> None:
+    """One e-mail on a Fakturownia client and on two CRM clients: the entry shows one candidate at a time."""
+    shared = {"email": "biuro@rachunkowa-sowa.pl", "post_code": "30-001", "city": "Kraków"}
+    f_id = post_client(sandbox, "fakturownia", {"name": "Sowa Rachunkowość", **shared})["id"]
+    c_one = post_client(sandbox, "sugester", {"name": "Sowa Doradztwo", **shared})["id"]
+    c_two = post_client(sandbox, "sugester", {"name": "Sowa Kadry", **shared})["id"]
+    run(sandbox, sqlite_store, 1)
+    entry = open_entries(sqlite_store)[f"fakturownia:{f_id}"]
+    assert (entry["reason"], entry["crm_client_id"]) == ("ambiguous_email", c_one)
+    sqlite_store.record_review_decision(entry["subject"], "different", "ola", f_id, c_one)
+
+    run(sandbox, sqlite_store, 2)
+    entry = open_entries(sqlite_store)[f"fakturownia:{f_id}"]
+    assert (entry["reason"], entry["crm_client_id"]) == ("ambiguous_email", c_two)  # the next candidate shown
+    assert sqlite_store.client_link(f_id) is None
+    sqlite_store.record_review_decision(entry["subject"], "different", "ola", f_id, c_two)
+
+    run(sandbox, sqlite_store, 3)
+    link = sqlite_store.client_link(f_id)
+    assert link is not None and link.crm_client_id not in (c_one, c_two) and link.evidence == "created"
+    # Told apart from the first, each CRM client is a company of its own: the first was copied at once, and the
+    # second is still weighed against the first's copy, which nobody has told it apart from.
+    c_one_copy = sqlite_store.client_link_of_crm(c_one).fakturownia_client_id
+    entry = open_entries(sqlite_store)[f"crm:{c_two}"]
+    assert (entry["reason"], entry["fakturownia_client_id"]) == ("ambiguous_email", c_one_copy)
+    sqlite_store.record_review_decision(entry["subject"], "different", "ola", c_one_copy, c_two)
+
+    run(sandbox, sqlite_store, 4)
+    assert sqlite_store.client_link_of_crm(c_two).evidence == "created"
+    assert not {f"fakturownia:{f_id}", f"crm:{c_one}", f"crm:{c_two}"} & set(open_entries(sqlite_store))
+    sandbox.reset_stats()
+    run(sandbox, sqlite_store, 5)
+    assert writes(sandbox) == {}
+
+
 def test_ignore_closes_the_entry_until_a_different_finding(sandbox, store: StateStore) -> None:
     """On SQLite and on PostgreSQL: when the ignore was applied is compared with when the entry was last seen."""
     f_id, c_id = held_pair(sandbox, "Kwiaciarnia Róża")
@@ -226,14 +261,19 @@ def test_link_is_refused_for_records_deleted_while_the_decision_waited(sandbox, 
 
 def test_a_later_decision_supersedes_an_earlier_unapplied_one(sandbox, sqlite_store) -> None:
     f_id, c_id = held_pair(sandbox, "Pralnia Biała")
+    f_other, c_other = held_pair(sandbox, "Pralnia Czysta")
     run(sandbox, sqlite_store, 1)
     subject = f"fakturownia:{f_id}"
     early = sqlite_store.record_review_decision(subject, "link", "anna", f_id, c_id)
     late = sqlite_store.record_review_decision(subject, "ignore", "jan", f_id, c_id)
+    sqlite_store.record_review_decision(f"crm:{c_other}", "different", "anna", f_other, c_other)
+    sqlite_store.record_review_decision(f"crm:{c_other}", "ignore", "anna", f_other, c_other)
 
     summary = run(sandbox, sqlite_store, 2)
-    assert (summary["review_decisions_applied"], summary["review_decisions_superseded"]) == (1, 1)
+    assert (summary["review_decisions_applied"], summary["review_decisions_superseded"]) == (2, 2)
     assert sqlite_store.client_link(f_id) is None  # the link was never made
+    later = run(sandbox, sqlite_store, 3)  # nor does the superseded "different" act on later runs
+    assert summary["created_in_crm"] == later["created_in_crm"] == 0 and sqlite_store.client_link(f_other) is None
     assert decision_row(sqlite_store, early)["outcome"] == (
         f"Superseded by decision #{late} (ignore, by jan) before it was applied; nothing was done."
     )

@@ -30,7 +30,11 @@ class ReviewBuilder:
         suggestions = [
             {"side": candidate_side, "id": cid, "evidence": reason, **brief(pool.get(cid))} for cid in candidates
         ]
-        first = pool.get(candidates[0]) if candidates and not same_side else None
+        # The record shown beside this one: the first candidate a person has not told apart from it yet, so that
+        # deciding "different" on each pair shown works through every candidate.
+        apart = set() if same_side else bases.told_apart(side, record_id)
+        shown = [cid for cid in candidates if cid not in apart] or list(candidates)
+        first = pool.get(shown[0]) if shown and not same_side else None
         self.add(side, record_id, reason, review_message(reason, side, record_id, candidates), first, suggestions)
 
     def add(

@@ -18,9 +18,9 @@ systems as they are now, and what it changes is merged and created in the same r
 |           | different finding opens it again; nothing is written anywhere            |                              |
 
 `link` and `different` need both a Fakturownia and a CRM id. A later decision on the same subject supersedes one
-not applied yet (marked as superseded, nothing done). Each subject's latest applied decision stays in force
-(`review_decisions_in_force`): a `different` keeps its pair apart on every later run, an `ignore` keeps its entry
-closed.
+not applied yet (marked as superseded, nothing done). Applied decisions keep acting on later runs
+(`applied_review_decisions`): every `different` keeps its pair apart (deciding "different" on each candidate an
+entry shows in turn works through an ambiguous entry), an `ignore` keeps its entry closed.
 
 Exactly once: a decision is acted on first and marked applied after; only the first run to mark it counts
 (`mark_review_decision_applied`), and acting is idempotent: a link already between the two records is that
@@ -92,8 +92,8 @@ class ReviewDecisions:
         """Apply every pending decision; call once both bases and the links are loaded, before matching."""
         self.bases.apart |= {
             (int(row["fakturownia_client_id"]), int(row["crm_client_id"]))
-            for row in self.store.review_decisions_in_force()
-            if row["decision"] == "different" and row["fakturownia_client_id"] and row["crm_client_id"]
+            for row in self.store.applied_review_decisions("different")
+            if row["fakturownia_client_id"] and row["crm_client_id"]
         }
         pending = self.store.pending_review_decisions()
         latest = {row["subject"]: row for row in pending}  # oldest first: a subject's last decision wins
@@ -101,11 +101,8 @@ class ReviewDecisions:
         for row in pending:
             newer = latest[row["subject"]]
             if newer["id"] != row["id"]:
-                outcome = (
-                    f"Superseded by decision #{newer['id']} ({newer['decision']}, by {newer['decided_by']}) before "
-                    "it was applied; nothing was done."
-                )
-                self._mark(row, outcome, "superseded")
+                if self.store.mark_review_decision_superseded(int(row["id"]), newer):
+                    self.summary.review_decisions_superseded += 1
                 continue
             try:
                 action = actions.get(row["decision"])
@@ -201,12 +198,8 @@ class ReviewDecisions:
         self._told_apart = []
 
     def in_force_ignores(self) -> dict[str, datetime]:
-        """Subjects whose latest decision is an applied `ignore`, with when it was applied."""
-        return {
-            row["subject"]: row["applied_at"]
-            for row in self.store.review_decisions_in_force()
-            if row["decision"] == "ignore"
-        }
+        """Subjects a person chose to ignore, with when the latest such decision was applied."""
+        return {row["subject"]: row["applied_at"] for row in self.store.applied_review_decisions("ignore")}
 
     # The matcher's answer, less what a person told apart ------------------------------------------------
 

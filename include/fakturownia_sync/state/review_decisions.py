@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, not_, select, update
 
 from fakturownia_sync.state.engine import StoreEngine, utcnow
 from fakturownia_sync.state.schema import review_decisions
@@ -13,6 +13,7 @@ from fakturownia_sync.state.schema import review_decisions
 # link: the two records are one company, link them; different: two companies, create each on the other side
 # (the resemblance no longer holds either back); ignore: stop showing this entry, change nothing.
 REVIEW_DECISIONS = ("link", "different", "ignore")
+SUPERSEDED = "Superseded by decision #"  # how the outcome of a decision replaced before it was applied begins
 
 
 class ReviewDecisionsStore(StoreEngine):
@@ -62,15 +63,27 @@ class ReviewDecisionsStore(StoreEngine):
             )
             return marked.rowcount == 1
 
-    def review_decisions_in_force(self) -> list[dict[str, Any]]:
-        """Each subject's latest decision, once applied, oldest first: the one that keeps acting on later runs
-        (two records told apart, an entry ignored). An earlier decision on the subject was superseded or replaced."""
-        latest = select(func.max(review_decisions.c.id)).group_by(review_decisions.c.subject)
+    def mark_review_decision_superseded(self, decision_id: int, newer: dict[str, Any]) -> bool:
+        """Close a decision that a later one on the same subject replaced before it was applied."""
+        outcome = (
+            f"{SUPERSEDED}{newer['id']} ({newer['decision']}, by {newer['decided_by']}) before it was applied; "
+            "nothing was done."
+        )
+        return self.mark_review_decision_applied(decision_id, outcome)
+
+    def applied_review_decisions(self, decision: str) -> list[dict[str, Any]]:
+        """The applied decisions of one kind, less those superseded, oldest first: the ones that keep acting on
+        later runs (two records told apart, an entry ignored)."""
+        table = review_decisions
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(review_decisions)
-                .where(review_decisions.c.id.in_(latest), review_decisions.c.applied_at.is_not(None))
-                .order_by(review_decisions.c.id)
+                select(table)
+                .where(
+                    table.c.decision == decision,
+                    table.c.applied_at.is_not(None),
+                    not_(table.c.outcome.startswith(SUPERSEDED, autoescape=True)),
+                )
+                .order_by(table.c.id)
             )
             return [dict(row._mapping) for row in rows]
 
