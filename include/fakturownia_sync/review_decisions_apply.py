@@ -27,8 +27,13 @@ Exactly once: a decision is acted on first and marked applied after; only the fi
 decision done, an ignore resolves an entry again, and the creates of a `different` pair go through
 `claims.create_under_claim`, which finds what an earlier attempt made. So a run that dies between acting and
 marking, or two runs that overlap, never link or create twice. `link` and `ignore` are marked at once;
-`different` after the run's creates, so that its outcome says what became of each record. A refusal is a decision
-applied with its reason as the outcome; the entry stays open for another decision.
+`different` after the run's creates, so that its outcome says what became of each record (while one of its creates
+is in flight in another run, or got no answer, it stays pending for the run that settles it). A refusal is a
+decision applied with its reason as the outcome; the entry stays open for another decision.
+
+Told apart means two companies: a record together with its linked partner (a copy the sync made) is one company,
+so the copies of two records told apart never resemble each other either (`ClientBases.told_apart`). An ignored
+entry changes nothing: a record held for review stays held, only no longer listed.
 """
 
 from __future__ import annotations
