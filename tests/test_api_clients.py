@@ -17,6 +17,7 @@ from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, ApiAccount
 from fakturownia_sync.errors import AmbiguousWriteError, ApiMalformed, ApiRedirected, ApiRejected, ApiUnavailable
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.sugester_client import SugesterClient
+from fakturownia_sync.sweep import Sweep
 from fakturownia_sync.timing import REQUEST_DEADLINE_SECONDS, STALE_CLAIM_MINUTES
 from fakturownia_sync.transport import RetryPolicy
 
@@ -137,14 +138,14 @@ def test_redirect_on_a_deal_create_sends_nothing_to_the_target(requests_mock) ->
 def test_html_page_in_a_200_list_answer_is_retried_then_malformed(requests_mock) -> None:
     requests_mock.get(f"{FK_BASE}/invoices.json", text="<html>proxy says hello</html>")
     with pytest.raises(ApiMalformed) as info:
-        list(fakturownia().iter_invoice_pages_by_update())
+        fakturownia().invoice_pages_by_update()(1, 100)
     assert requests_mock.call_count == FAST.max_attempts
     assert "Fakturownia" in str(info.value) and "/invoices.json" in str(info.value)
 
 
 def test_passing_html_page_is_ridden_out(requests_mock) -> None:
     requests_mock.get(f"{FK_BASE}/invoices.json", [{"text": "<html>busy</html>"}, {"json": [{"id": 1}]}])
-    assert list(fakturownia().iter_invoice_pages_by_update()) == [[{"id": 1}]]
+    assert fakturownia().invoice_pages_by_update()(1, 100) == [{"id": 1}]
 
 
 @pytest.mark.parametrize("body", [{"id": 1}, "invoices", 3, None])
@@ -157,10 +158,10 @@ def test_list_page_that_is_not_a_list_is_malformed_not_attribute_error(requests_
 def test_short_page_with_a_bad_record_is_not_the_end_of_the_list(requests_mock) -> None:
     full = [{"id": i} for i in range(100)]
     requests_mock.get(f"{FK_BASE}/invoices.json", [{"json": full}, {"json": [{"id": 100}, "junk", None]}])
-    pages = fakturownia().iter_invoice_pages_by_update()
-    assert next(pages) == full
+    sweep = Sweep(fakturownia().invoice_pages_by_update())
     with pytest.raises(ApiMalformed, match="item 1 is str"):
-        next(pages)
+        list(sweep.records())
+    assert sweep.reads == 1  # the full first page was read; the bad one ends the sweep, not the list
 
 
 def test_non_dict_record_in_a_crm_page_is_malformed(requests_mock) -> None:

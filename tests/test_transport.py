@@ -8,11 +8,13 @@ import pytest
 import requests
 
 from fakturownia_sync.accounts import FAKTUROWNIA, SUGESTER, ApiAccount
+from fakturownia_sync.error_table import parse_retry_after
 from fakturownia_sync.errors import AmbiguousWriteError, ApiAuthError, ApiNotFound, ApiRejected, ApiUnavailable
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.rate_budget import RateBudget
 from fakturownia_sync.sugester_client import SugesterClient
-from fakturownia_sync.transport import ApiTransport, RetryPolicy, parse_retry_after
+from fakturownia_sync.sweep import Sweep
+from fakturownia_sync.transport import ApiTransport, RetryPolicy
 
 TOKEN = "s3cr3tT0ken/acme"
 BASE = "https://acme.fakturownia.pl"
@@ -156,12 +158,18 @@ def test_retry_after_http_date() -> None:
     assert parse_retry_after(None) is None
 
 
-def test_fakturownia_lists_stop_on_a_short_page(requests_mock) -> None:
+def test_the_invoice_sweep_asks_for_every_invoice_newest_first_and_ends_on_a_short_page(requests_mock) -> None:
     client = FakturowniaClient.connect(ApiAccount(FAKTUROWNIA, BASE, "acme", TOKEN))
-    pages = [[{"id": i} for i in range(100)], [{"id": i} for i in range(100, 130)]]
-    requests_mock.get(f"{BASE}/invoices.json", [{"json": page} for page in pages])
-    got = list(client.iter_invoice_pages_by_update())
-    assert [len(page) for page in got] == [100, 30]
+    listed = [{"id": i} for i in range(130)]
+
+    def page(request, _context) -> list[dict[str, int]]:
+        number, size = int(request.qs["page"][0]), int(request.qs["per_page"][0])
+        return listed[(number - 1) * size : number * size]
+
+    requests_mock.get(f"{BASE}/invoices.json", json=page)
+    sweep = Sweep(client.invoice_pages_by_update(), what="invoices by update")
+    assert [record["id"] for record in sweep.records()] == list(range(130))
+    assert sweep.complete and sweep.reads == 2  # the second page overlaps the first and comes back short
     query = requests_mock.request_history[0].qs
     assert query["period"] == ["all"] and query["order"] == ["updated_at.desc"] and query["per_page"] == ["100"]
 
