@@ -77,7 +77,9 @@ def test_page_shows_the_seeded_quarantine_review_runs_departments_and_users(serv
     # runs with their summaries, cursors with lags
     assert "fakturownia_clients_sync/seed" in text and "fakturownia_invoices_to_deals/seed" in text
     assert "(DAG fakturownia_invoices_to_deals)" in text
-    assert re.search(r"invoices_to_deals \d+ \w+", text)
+    cursors = html.split("<h3>Cursors</h3>", 1)[1].split("</table>", 1)[0]
+    for stream in ("clients_sync", "invoices_to_deals"):
+        assert re.search(rf"<td>{stream}</td><td>[0-9-]+ [0-9:]+ UTC</td><td>\d+ (s|min)</td>", cursors), cursors
     # departments by name from both APIs, with the mapping state and the clients that use them
     departments = html.split('id="departments"', 1)[1].split('id="users"', 1)[0]
     f_names = {d["id"]: d["name"] for d in server.sandbox.dump("fakturownia")["departments"]}
