@@ -76,7 +76,7 @@ def test_page_shows_the_seeded_quarantine_review_runs_departments_and_users(serv
     assert f"{server.sandbox.fakturownia_url}/invoices/{invoice['record_id']}" in html
     # runs with their summaries, cursors with lags
     assert "fakturownia_clients_sync/seed" in text and "fakturownia_invoices_to_deals/seed" in text
-    assert "(DAG fakturownia_invoices_to_deals)" in text
+    assert '<a href="../dags/fakturownia_invoices_to_deals" target="_top">' in html  # opens the DAG in the UI
     cursors = html.split("<h3>Cursors</h3>", 1)[1].split("</table>", 1)[0]
     for stream in ("clients_sync", "invoices_to_deals"):
         assert re.search(rf"<td>{stream}</td><td>[0-9-]+ [0-9:]+ UTC</td><td>\d+ (s|min)</td>", cursors), cursors
