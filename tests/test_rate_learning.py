@@ -12,7 +12,7 @@ import time
 
 from fakturownia_sync.accounts import FAKTUROWNIA, ApiAccount
 from fakturownia_sync.fakturownia_client import FakturowniaClient
-from fakturownia_sync.rate_budget import DECREASE, RateBudget
+from fakturownia_sync.rate_budget import APPROACH, DECREASE, SETTLE, RateBudget
 from fakturownia_sync.transport import RetryPolicy
 from sandbox.process import SandboxProcess
 
@@ -90,3 +90,49 @@ def test_rate_probes_back_up_and_a_configured_ceiling_stays_hard() -> None:
     for _ in range(200):
         budget.acquire()
     assert budget.rate == 2.0  # climbed back, never above the ceiling
+
+
+def _answered_at(budget: RateBudget, fake: FakeTime, per_second: int) -> None:
+    """One second of answers at `per_second`: the rate the budget observes before its first 429."""
+    for _ in range(per_second):
+        sent = budget.stamp()
+        assert budget.acquire()
+        budget.answered(sent)
+        fake.now += 1 / per_second
+
+
+def test_the_pause_refills_the_bucket_so_the_threads_resume_with_a_second_in_hand() -> None:
+    fake = FakeTime()
+    budget = RateBudget(None, clock=fake.clock, sleep=fake.sleep)
+    _answered_at(budget, fake, 10)
+    budget.rate_limited(budget.stamp(), retry_after=1.0)
+    learnt = budget.learnt
+    assert learnt is not None and abs(learnt - 10 * DECREASE) < 1e-9
+    paused_at = fake.now
+    assert budget.acquire()  # waits out the pause
+    assert fake.now - paused_at >= 1.0
+    resumed_at = fake.now
+    for _ in range(int(learnt) - 1):  # the server's bucket refilled too: these go at once
+        assert budget.acquire()
+    assert fake.now == resumed_at
+    assert budget.acquire()  # and then the learnt rate spaces the calls again
+    assert fake.now > resumed_at
+
+
+def test_the_same_limit_met_again_is_cut_gently_and_a_429_soon_after_a_cut_fully() -> None:
+    fake = FakeTime()
+    budget = RateBudget(None, clock=fake.clock, sleep=fake.sleep)
+    _answered_at(budget, fake, 10)
+    budget.rate_limited(budget.stamp(), retry_after=1.0)
+    assert budget.learnt is not None and abs(budget.learnt - 10 * DECREASE) < 1e-9
+    paused_until = fake.now + 1.0
+    while budget.rate < APPROACH * 10 or fake.now < paused_until + SETTLE:  # climbs back, long after the cut
+        assert budget.acquire()
+    again = budget.rate
+    budget.rate_limited(budget.stamp(), retry_after=1.0)
+    assert abs(budget.rate - again * APPROACH) < 1e-9, "the known limit, met again, cost a full cut"
+    cut = budget.rate
+    fake.now += 2.0  # a 429 right after the gentle cut: the limit moved, the full decrease applies
+    budget.rate_limited(budget.stamp(), retry_after=1.0)
+    assert abs(budget.rate - cut * DECREASE) < 1e-6
+    assert budget.cuts == 3

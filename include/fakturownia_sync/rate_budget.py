@@ -17,6 +17,14 @@ and a 429 teaches it (AIMD, as TCP does with congestion):
   `CAREFUL_SHARE` as fast (as TCP CUBIC flattens near its last loss), because every 429 costs every thread
   a whole `Retry-After` pause; found by `make bench` scenario f, where climbing at full speed into the same
   limit drew a 429 every ~11 s;
+* **the same limit met again is cut gently**: a 429 at about the rate that drew the last one (within
+  `APPROACH`), at least `SETTLE` seconds after that cut's pause, is the probe finding a limit already
+  known, not a new one: the rate drops to `APPROACH` × it instead of `DECREASE` ×, so the probe does not
+  climb back from far below the limit every time it touches it. A 429 sooner after a cut, or at another
+  rate, says the limit moved (another worker on the account, a lower plan): the full `DECREASE` applies;
+* **the pause is not lost**: the bucket refills during the `Retry-After` pause, as the server's does while
+  nobody calls it, so the threads resume with up to a second's worth of requests in hand instead of
+  starting from an empty bucket; every 429 used to cost a whole pause of capacity on top of the cut;
 * a 429 for a request sent before the last pause ended is a straggler of the same episode: its own thread
   waits, but it neither cuts the rate again nor extends the pause;
 * after `FORGET_AFTER` seconds without a 429 the learnt rate is dropped (the limit may have been raised).
@@ -40,6 +48,7 @@ MAX_PAUSE = 120.0
 MIN_STEP = 0.1
 APPROACH = 0.95
 CAREFUL_SHARE = 0.1
+SETTLE = 5.0
 _WINDOW = 2.0
 _MIN_EVIDENCE = 3
 
@@ -63,6 +72,7 @@ class RateBudget:
         self.learnt: float | None = None
         self._peak = 0.0
         self._cut_rate = 0.0  # the rate in use when the last 429 came
+        self._cut_ended = float("-inf")  # when the pause of the last cut ended
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -153,13 +163,25 @@ class RateBudget:
             base = self._rate() or self._observed(now)
             if base <= 0:
                 return  # too few answers yet to tell a rate from: the pause alone must do
-            self.learnt = max(MIN_RATE, base * DECREASE)
+            known = self._cut_rate > 0 and APPROACH <= base / self._cut_rate <= 1 / APPROACH
+            settled = now - self._cut_ended >= SETTLE
+            self.learnt = max(MIN_RATE, base * (APPROACH if known and settled else DECREASE))
             self._cut_rate = base
+            self._cut_ended = self._paused_until
             self._peak = max(self._peak, self.learnt)
             self.cuts += 1
             self._tokens = 0.0
-            self._last = self._paused_until
+            self._last = now  # refills during the pause, as the server's bucket does
             self._last_increase = self._paused_until
+
+    def report(self) -> dict[str, float | int | None]:
+        """What the budget learnt, for benchmarks and logs: the rate at the end, cuts, seconds waited."""
+        with self._lock:
+            return {
+                "learnt_per_minute": None if self.learnt is None else round(self.learnt * 60, 1),
+                "cuts": self.cuts,
+                "waited_seconds": round(self.waited_seconds, 1),
+            }
 
     def _observed(self, now: float) -> float:
         while self._answers and self._answers[0] < now - _WINDOW:
