@@ -2,7 +2,7 @@
 
 A monthly backfill of 2000-2026 over invoices issued 2019-2025 must cost about one sweep (the invoice pages
 of one full read, one pass over each side's client list, one call per non-empty window), and its dry run
-must predict the real run's every count.
+must predict the real run's every count; the run's summaries must count every call it made.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ def test_monthly_backfill_costs_at_most_1_2x_the_floor_and_its_dry_run_predicts_
     assert result["dry"]["calls"]["writes"] == 0
     assert result["dry"]["calls"]["reads"] <= 1.2 * floor["total"], result
     assert result["real"]["calls"]["reads"] <= 1.2 * floor["total"], result
+    # the run's summaries (client step, plan, windows) count every call the sandbox answered, needed and made
+    made = {api: row["made"] for api, row in result["real"]["api_calls"].items()}
+    assert sum(made.values()) == result["real"]["calls"]["reads"] + result["real"]["calls"]["writes"], result
+    assert all(0 < row["needed"] <= row["made"] for row in result["real"]["api_calls"].values()), result
     dry, real = result["dry"]["totals"], result["real"]["totals"]
     assert real["windows"] <= 84  # of 324 months: none before the first invoice (2019-01) or after the last
     assert real["deals_created"] > 0 and real["crm_clients_created"] > 0 and real["clients_linked"] > 0
