@@ -27,13 +27,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from sandbox.conventions import json_response
+from sandbox.store import WEBHOOK_KINDS
 
 log = logging.getLogger("sandbox.webhooks")
 
 DEFAULT_WEBHOOK_TOKEN = "fk-sandbox-webhook-token"
 SYNCED_KINDS = ("invoice:create", "invoice:update", "client:create", "client:update")
-KINDS = frozenset(f"{record}:{action}" for record in ("invoice", "client", "product") for action in (
-    "create", "update", "destroy"))  # fmt: skip
 RECORD_KEYS = {"invoice": "deal", "client": "client", "product": "product"}
 DELIVERY_TIMEOUT_SECONDS = 10.0
 
@@ -42,9 +41,9 @@ def parse_kinds(text: str | Iterable[str]) -> frozenset[str]:
     """`invoice:create,client:update` (or a list) as a set of documented kinds; ValueError names a bad one."""
     items = text.split(",") if isinstance(text, str) else list(text)
     kinds = frozenset(item.strip() for item in items if item.strip())
-    unknown = sorted(kinds - KINDS)
+    unknown = sorted(kinds - WEBHOOK_KINDS)
     if unknown:
-        raise ValueError(f"unknown webhook kind(s) {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}")
+        raise ValueError(f"unknown webhook kind(s) {', '.join(unknown)}; known: {', '.join(sorted(WEBHOOK_KINDS))}")
     return kinds
 
 

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -134,7 +134,7 @@ class LocalAirflow:
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
         run = {"env": self.env, "cwd": ROOT, "check": True, "capture_output": True, "timeout": 600}
         subprocess.run([sys.executable, "-c", PREPARE], **run)
-        self.spawn("api-server", "--port", str(self.port))
+        self.spawn("api-server", "--host", "127.0.0.1", "--port", str(self.port))
         subprocess.run([AIRFLOW, "dags", "reserialize"], **run)
         wait_for(self.healthy, 180, "the api-server")
 
@@ -233,20 +233,21 @@ class DealWatcher(threading.Thread):
         super().__init__(daemon=True, name="deal-watcher")
         self.sandbox, self.every = sandbox, every
         self.first_seen: dict[int, float] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         from sandbox.inspection import deals_by_invoice
 
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             now = time.monotonic()
             for invoice_id in deals_by_invoice(self.sandbox):
                 self.first_seen.setdefault(invoice_id, now)
-            self._stop.wait(self.every)
+            self._halt.wait(self.every)
 
     def stop(self) -> None:
-        self._stop.set()
-        self.join()
+        self._halt.set()
+        if self.is_alive():
+            self.join()
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -297,7 +298,8 @@ def measure(invoices: int, interval: float, latency_ms: float, timeout: float) -
         airflow.start_scheduler()
         airflow.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         airflow.api("POST", f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
-        print(f"  Airflow up in {time.monotonic() - started:.0f} s; a first run sweeps the seeded invoices ...")
+        up = time.monotonic() - started
+        print(f"  Airflow up in {up:.0f} s; a first run sweeps the seeded invoices ...", flush=True)
         wait_for(lambda: any(r["state"] == "success" for r in airflow.dag_runs(DAG_ID)), 600, "the first run", every=2)
         watcher.start()
         created: dict[int, float] = {}
@@ -305,7 +307,7 @@ def measure(invoices: int, interval: float, latency_ms: float, timeout: float) -
             invoice_id = create_invoice(sandbox, f"Webhook Bench {n} sp. z o.o.")
             created[invoice_id] = time.monotonic()
             time.sleep(max(0.0, interval - (time.monotonic() - created[invoice_id])))
-        print(f"  {invoices} invoices created; waiting for their deals ...")
+        print(f"  {invoices} invoices created; waiting for their deals ...", flush=True)
         try:
             wait_for(lambda: set(created) <= set(watcher.first_seen), timeout, "every deal", every=1)
         except AssertionError as exc:
@@ -313,10 +315,14 @@ def measure(invoices: int, interval: float, latency_ms: float, timeout: float) -
         watcher.stop()
         latencies = [watcher.first_seen[i] - t for i, t in created.items() if i in watcher.first_seen]
         runs = [r for r in airflow.dag_runs(DAG_ID) if r["run_type"] == "asset_triggered"]
+        run_seconds = [
+            (datetime.fromisoformat(r["end_date"]) - datetime.fromisoformat(r["start_date"])).total_seconds()
+            for r in runs
+            if r["start_date"] and r["end_date"]
+        ]
         deliveries = sandbox.webhooks()
     finally:
-        if watcher.is_alive():
-            watcher.stop()
+        watcher.stop()
         airflow.stop()
         sandbox.stop()
         with admin.connect() as conn:
@@ -332,6 +338,10 @@ def measure(invoices: int, interval: float, latency_ms: float, timeout: float) -
         "p95_s": round(percentile(latencies, 0.95), 2) if latencies else None,
         "max_s": round(max(latencies), 2) if latencies else None,
         "asset_triggered_runs": len(runs),
+        "run_seconds_median": round(statistics.median(run_seconds), 1) if run_seconds else None,
+        "run_seconds_max": round(max(run_seconds), 1) if run_seconds else None,
+        "load_average_at_end": [round(load, 2) for load in os.getloadavg()],
+        "latencies_s": [round(latency, 2) for latency in latencies],
         "webhooks_delivered": deliveries["delivered"],
         "webhooks_failed": deliveries["failed"],
     }
@@ -354,7 +364,8 @@ def main() -> None:
         f"  deals {result['deals_seen']}/{result['invoices']}; latency median {result['median_s']} s, "
         f"p95 {result['p95_s']} s, max {result['max_s']} s\n"
         f"  webhooks delivered {result['webhooks_delivered']}, failed {result['webhooks_failed']}; they started "
-        f"{result['asset_triggered_runs']} runs (bursts fold into one run)"
+        f"{result['asset_triggered_runs']} runs (bursts fold into one run) of {result['run_seconds_median']} s "
+        f"median, {result['run_seconds_max']} s max; load average at the end {result['load_average_at_end']}"
     )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ in the query string would land in the api-server's access log, and Fakturownia s
 
 The event kind (`invoice:create`, ...) is read from the body's `kind`; because the delivered body is not
 documented, a `kind` query parameter set on the registered URL (`...?kind=invoice:create`) is read when the
-body names none. The record id is the body's `id`, else the `id` of the record object (Fakturownia has been seen
-sending an invoice under the key `deal`).
+body names none. The record id is the body's `id`, else the `id` of the record object (one public receiver reads
+the invoice under the key `deal`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fakturownia_sync.ids import as_id
+from fakturownia_sync.integration_findings import WEBHOOK_CONNECTION, WEBHOOK_KINDS
 from fakturownia_sync_airflow.assets import FAKTUROWNIA_CLIENTS, FAKTUROWNIA_INVOICES
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_CONN_ID = "fakturownia_webhook"
 WEBHOOK_PATH = "/webhooks/fakturownia"
 MAX_BODY_BYTES = 1_000_000  # a webhook body is one record; anything bigger is not a webhook
 
@@ -45,10 +45,8 @@ MAX_BODY_BYTES = 1_000_000  # a webhook body is one record; anything bigger is n
 DOCUMENTED_KINDS = frozenset(f"{record}:{action}" for record in ("invoice", "client", "product") for action in (
     "create", "update", "destroy"))  # fmt: skip
 SYNCED_ASSETS = {
-    "invoice:create": FAKTUROWNIA_INVOICES,
-    "invoice:update": FAKTUROWNIA_INVOICES,
-    "client:create": FAKTUROWNIA_CLIENTS,
-    "client:update": FAKTUROWNIA_CLIENTS,
+    kind: {"invoice": FAKTUROWNIA_INVOICES, "client": FAKTUROWNIA_CLIENTS}[kind.split(":", 1)[0]]
+    for kind in WEBHOOK_KINDS
 }
 RECORD_KEYS = {"invoice": ("invoice", "deal"), "client": ("client",), "product": ("product",)}
 
@@ -124,13 +122,13 @@ def expected_token() -> str:
     from airflow.models.connection import Connection  # server side only: see `record_asset_event`
 
     try:
-        connection = Connection.get_connection_from_secrets(WEBHOOK_CONN_ID)
+        connection = Connection.get_connection_from_secrets(WEBHOOK_CONNECTION)
     except AirflowNotFoundException:
         connection = None
     if connection is None or not connection.password:
-        log.warning("Fakturownia webhook refused: connection '%s' has no password set.", WEBHOOK_CONN_ID)
+        log.warning("Fakturownia webhook refused: connection '%s' has no password set.", WEBHOOK_CONNECTION)
         raise WebhookRejected(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"webhooks are not set up (connection '{WEBHOOK_CONN_ID}')"
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"webhooks are not set up (connection '{WEBHOOK_CONNECTION}')"
         )
     return connection.password
 
