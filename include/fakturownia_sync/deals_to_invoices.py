@@ -3,23 +3,13 @@
 Which deals
     Deals whose status is one of `deal_invoicing.statuses` (names or ids, resolved through the CRM's deal
     statuses at the start of the run; a name the CRM does not have fails the run in one sentence). A deal that
-    carries `external_ids.fakturownia_invoice_id`, or is linked to an invoice in the state DB, already has its
-    invoice (it was made from one by `fakturownia_invoices_to_deals`, or invoiced by an earlier run): it is
-    left alone. So a deal never gets a second invoice and a second run writes nothing.
+    already has its invoice is left alone (`deal_invoice_writer`), so a deal never gets a second invoice and a
+    second run writes nothing.
 
-Exactly one invoice per deal
-    The create goes through `claims.create_under_claim` (target `FAKTUROWNIA_INVOICE`, key `deal:<id>`), and
-    the invoice carries `oid` = the deal id with `oid_unique=yes`. A create whose answer was lost (or a worker
-    killed between Fakturownia's answer and our commit) leaves the claim unconfirmed; the next attempt (this
-    run at once, or a retry of it) looks the invoice up by `oid` before anything is sent again, and a refusal
-    by `oid_unique` is settled the same way.
-
-No loop, no echo
-    The invoice is linked to its deal in the state DB's invoice ↔ deal links the moment Fakturownia answers,
-    so `fakturownia_invoices_to_deals` updates that deal instead of creating a second one; an invoice it meets
-    whose `oid` names a deal under one of our claims is linked to that deal even if we died before linking it
-    (`deal_origin.link_invoice_made_from_deal`). The deal then gets the invoice's link and `external_ids`, and moves to
-    `deal_invoicing.invoiced_status` when one is set.
+Exactly one invoice per deal, no loop, no echo
+    `deal_invoice_writer` creates each invoice under a claim (`deal:<id>`, `oid` = the deal id), links it to
+    its deal the moment Fakturownia answers, so `fakturownia_invoices_to_deals` never makes it a second deal,
+    and writes the invoice back onto the deal.
 
 Bad input, nothing lost
     A deal with no client, no or a negative price, an unknown currency, an unmapped department, or one that
@@ -38,10 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fakturownia_sync.claims import FAKTUROWNIA_INVOICE, create_under_claim, deal_key, stale_cutoff
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.deal_clients import DealClients
-from fakturownia_sync.deal_mapping import FAKTUROWNIA_INVOICE_KEY
+from fakturownia_sync.deal_invoice_writer import DealInvoiceWriter
 from fakturownia_sync.deal_statuses import resolve_statuses
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import (
@@ -55,13 +44,12 @@ from fakturownia_sync.errors import (
 )
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.ids import as_id
-from fakturownia_sync.invoice_from_deal import check_deal, deal_oid, invoice_payload
+from fakturownia_sync.invoice_from_deal import check_deal, invoice_payload
 from fakturownia_sync.quarantine_retry import nothing_new
-from fakturownia_sync.records import parse_timestamp
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.run_summary import ApiCalls, api_calls
 from fakturownia_sync.state import QuarantineEntry, StateStore
-from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
+from fakturownia_sync.sugester_client import SugesterClient
 from fakturownia_sync.timing import STALE_CLAIM_MINUTES
 
 log = logging.getLogger(__name__)
@@ -137,7 +125,10 @@ class DealsToInvoices:
             fakturownia, crm, store, self.departments, self.summary.add,
             owner=owner, stale_claim_minutes=stale_claim_minutes, clock=clock,
         )  # fmt: skip
-        self.invoiced_status: int | None = None
+        self.invoices = DealInvoiceWriter(
+            fakturownia=fakturownia, crm=crm, store=store, summary=self.summary,
+            owner=owner, stale_claim_minutes=stale_claim_minutes, clock=clock,
+        )  # fmt: skip
         self._secrets = (fakturownia.account.token, crm.account.token)
         self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
 
@@ -154,13 +145,15 @@ class DealsToInvoices:
             run_id = self.store.start_run(STREAM, self.owner)
             self._finish(run_id, started)
             return summary.to_dict()
-        wanted, self.invoiced_status = resolve_statuses(self.crm, self.config)
+        wanted, self.invoices.invoiced_status = resolve_statuses(self.crm, self.config)
         summary.statuses = sorted(wanted.values())
         log.info(
             "Deal invoicing is on: deals in status %s become %s invoices%s.",
             ", ".join(repr(name) for name in summary.statuses),
             self.settings.invoice_kind,
-            f", then move to status id {self.invoiced_status}" if self.invoiced_status is not None else "",
+            f", then move to status id {self.invoices.invoiced_status}"
+            if self.invoices.invoiced_status is not None
+            else "",
         )
         run_id = self.store.start_run(STREAM, self.owner)
         try:
@@ -251,22 +244,7 @@ class DealsToInvoices:
 
     def _handle(self, deal: dict[str, Any]) -> bool:
         """True once the deal has its invoice and the write-back is done (or it needs none)."""
-        deal_id = int(deal["id"])
-        key = deal_key(deal_id)
-        written = external_ids_of(deal).get(FAKTUROWNIA_INVOICE_KEY)
-        claim = self.store.create_claim(FAKTUROWNIA_INVOICE, key)
-        if claim is None:
-            if written:
-                self.summary.add("deals_already_invoiced")  # made from an invoice (or invoiced before this DB)
-                return True
-            if self.store.deal_link_by_deal(deal_id) is not None:
-                self.summary.add("deals_from_invoices")  # the deal of an invoice: it has its invoice already
-                return True
-        elif claim.created_id is not None:
-            if written == str(claim.created_id) and self.invoiced_status is None:
-                self.summary.add("deals_already_invoiced")
-                return True
-            self._write_back(deal, claim.created_id)  # invoiced earlier; the write-back did not finish
+        if self.invoices.has_invoice(deal):
             return True
         check_deal(deal)
         fakturownia_client_id = self.clients.fakturownia_client_for(deal)
@@ -279,69 +257,4 @@ class DealsToInvoices:
             crm_department_id=as_id(deal.get("department_id")),
             today=self.today(),
         )
-        stale_before = stale_cutoff(self.clock(), self.stale_claim_minutes)
-        outcome = None
-        for _attempt in range(2):  # a lost answer: our own claim, taken over at once and looked up by oid
-            outcome = create_under_claim(
-                self.store, FAKTUROWNIA_INVOICE, [key], self.owner, stale_before=stale_before,
-                find_existing=lambda: self._find_by_oid(deal_id),
-                create=lambda: self._create(deal_id, payload),
-            )  # fmt: skip
-            if outcome.status != "unconfirmed":
-                break
-        assert outcome is not None
-        if outcome.status == "held_by_other":
-            raise RecordDeferred(f"deal {deal_id}: run {outcome.holder} is creating its invoice right now")
-        if outcome.record_id is None:
-            self.summary.add("invoices_unconfirmed")
-            return False
-        self._write_back(deal, outcome.record_id)
-        return True
-
-    def _create(self, deal_id: int, payload: dict[str, Any]) -> int:
-        try:
-            created = self.fakturownia.create_invoice(payload)
-        except ApiRejected:
-            existing = self._find_by_oid(deal_id)  # refused by oid_unique: an earlier attempt made it
-            if existing is None:
-                raise
-            return existing
-        invoice_id = int(created["id"])
-        # Link at once, before the claim is confirmed: the invoices → deals sync must never make it a deal.
-        self.store.link_deal(invoice_id, deal_id, None, parse_timestamp(created.get("updated_at")))
-        self.summary.add("invoices_created")
-        log.info("deal %s: invoice %s (%s) created", deal_id, invoice_id, created.get("number"))
-        return invoice_id
-
-    def _find_by_oid(self, deal_id: int) -> int | None:
-        found = self.fakturownia.invoices_by_oid(deal_oid(deal_id))
-        if len(found) > 1:
-            ids = sorted(int(invoice["id"]) for invoice in found)
-            raise RecordError("several_invoices_for_deal", f"deal {deal_id}: Fakturownia invoices {ids} all carry it")
-        if not found:
-            return None
-        invoice_id = int(found[0]["id"])
-        self.store.link_deal(invoice_id, deal_id, None, parse_timestamp(found[0].get("updated_at")))
-        self.summary.add("invoices_recovered")
-        return invoice_id
-
-    def _write_back(self, deal: dict[str, Any], invoice_id: int) -> None:
-        """Link the invoice to the deal in the state DB and on the deal: its link, external id and status."""
-        deal_id = int(deal["id"])
-        if not self.store.link_deal(invoice_id, deal_id, None, None):
-            raise RecordError(
-                "invoice_linked_elsewhere",
-                f"deal {deal_id}: its invoice {invoice_id} is linked to another deal in the state DB",
-            )
-        fields: dict[str, Any] = {
-            "url": self.fakturownia.invoice_url(invoice_id),
-            "external_ids": {FAKTUROWNIA_INVOICE_KEY: str(invoice_id)},
-        }
-        if self.invoiced_status is not None:
-            fields["status_id"] = self.invoiced_status
-        try:
-            self.crm.update_deal(deal_id, fields)
-        except ApiNotFound:
-            log.warning("deal %s was deleted in the CRM after its invoice %s was made", deal_id, invoice_id)
-            return
-        self.summary.add("deals_written_back")
+        return self.invoices.create(deal, payload)

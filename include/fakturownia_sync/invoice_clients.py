@@ -1,7 +1,7 @@
 """The CRM client an invoice's deal belongs to: linked, matched by the client rules, or created now.
 
 An invoice names its buyer two ways: a client card (`client_id`) and the buyer block typed on the
-document. A linked card answers at once. Otherwise both client lists are read once per run (page by page)
+document. A linked card answers at once. Otherwise both client lists are read once per run (`invoice_client_bases`)
 and the buyer is decided by the client sync's own matcher (`client_matching.CrmClientIndex`, the bulk
 matcher applied to one record: DESIGN.md "Client decisions"); a refusal (ambiguous or contradicting
 evidence, a CRM client linked to another company) quarantines the invoice with the matcher's reason. When
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,11 +37,12 @@ from typing import Any
 from fakturownia_sync.claims import CRM_CLIENT, ClaimOutcome, company_keys, create_under_claim
 from fakturownia_sync.client_decisions import anonymous_buyer_key, anonymous_mark
 from fakturownia_sync.client_fields import crm_client_fields
-from fakturownia_sync.client_matching import FAKTUROWNIA, CrmClientIndex
+from fakturownia_sync.client_matching import CrmClientIndex
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.departments import DepartmentMap
-from fakturownia_sync.errors import ApiNotFound, RecordDeferred, RecordError
+from fakturownia_sync.errors import RecordDeferred, RecordError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
+from fakturownia_sync.invoice_client_bases import BasesSource, InvoiceClientBases
 from fakturownia_sync.keyed_locks import KeyedLocks
 from fakturownia_sync.records import Invoice, Party
 from fakturownia_sync.run_summary import RunSummary
@@ -96,27 +97,16 @@ class InvoiceClients:
         self.dry_run = dry_run
         self.stale_claim_minutes = stale_claim_minutes
         self.clock = clock
+        self.bases = InvoiceClientBases(fakturownia, crm, store)
         self._lock = threading.Lock()
         self._client_locks = KeyedLocks()
-        self._crm_clients: CrmClientIndex | None = None
-        self._created_clients: list[dict[str, Any]] = []
         self._dry_run_links: set[int] = set()
         self._dry_run_ids: dict[str, int] = {}
         self._anonymous_invoices: set[int] = set()  # counted once each, however often a run handles one
-        self._fakturownia_clients: dict[int, dict[str, Any] | None] = {}
-        self._bases_source: Callable[[], tuple[Iterable[dict[str, Any]], Iterable[dict[str, Any]]]] | None = None
-        self._on_client_created: Callable[[dict[str, Any]], None] | None = None
 
-    def use_client_bases(
-        self,
-        source: Callable[[], tuple[Iterable[dict[str, Any]], Iterable[dict[str, Any]]]],
-        on_created: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
-        """Take (CRM clients, Fakturownia client cards) from `source` instead of reading both lists, e.g. a
-        backfill window from the state DB's mirrors (read once per backfill); `on_created` hears of every CRM
-        client created, so later windows see it. A card missing from `source` is still read alone, and a
-        re-read after a lost answer (`reload`) still asks the CRM itself."""
-        self._bases_source, self._on_client_created = source, on_created
+    def use_client_bases(self, source: BasesSource, on_created: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Both client bases from `source` instead of the two lists (`InvoiceClientBases.use`)."""
+        self.bases.use(source, on_created)
 
     def crm_client_for(self, invoice: Invoice) -> int:
         """The CRM client the invoice's deal belongs to: linked, matched, or created now."""
@@ -125,7 +115,7 @@ class InvoiceClients:
             link = self.store.client_link(fakturownia_id)
             if link is not None:
                 return link.crm_client_id
-            raw_client = self._fakturownia_client(fakturownia_id)
+            raw_client = self.bases.card(fakturownia_id)
             party = Party.from_client(raw_client) if raw_client else invoice.buyer
             if raw_client is None:
                 fakturownia_id = None  # the client card is gone: match by the buyer block alone
@@ -158,7 +148,7 @@ class InvoiceClients:
         only by NIP and one known only by e-mail thus share the card's keys."""
         keys = evidence.keys()
         if evidence.fakturownia_client_id is None:
-            card = self._crm_clients_index().card_for_buyer(buyer_record(party))
+            card = self.bases.index().card_for_buyer(buyer_record(party))
             if card is not None:
                 keys = company_keys(f"fakturownia:{int(card['id'])}", card.get("tax_no"), card.get("email")) + keys
         return list(dict.fromkeys(keys))
@@ -191,51 +181,12 @@ class InvoiceClients:
             claim = self.store.create_claim(CRM_CLIENT, keys[0])
             if claim is not None and claim.created_id is not None:
                 return claim.created_id
-            return self._crm_clients_index().find_by_note(mark)
+            return self.bases.index().find_by_note(mark)
 
         with self._client_locks.hold(*keys):
             return self._create_claimed(
                 invoice, party, replace(party, note=note), keys, None, lambda index: index.find_by_note(mark), known
             )
-
-    # Reading -------------------------------------------------------------------------------------------
-
-    def _crm_clients_index(self, *, reload: bool = False) -> CrmClientIndex:
-        """Both client bases and the links, read once per run and only when an invoice needs a client not
-        linked yet: one pass over each list (the matcher needs both whole bases for its one-to-one rule)."""
-        with self._lock:
-            handed: Iterable[dict[str, Any]] | None = None
-            if self._crm_clients is None and self._bases_source is not None:
-                handed, handed_cards = self._bases_source()
-                self._fakturownia_clients.update({int(card["id"]): card for card in handed_cards})
-            elif self._crm_clients is None:
-                self._fakturownia_clients.update(
-                    {int(card["id"]): card for card in self.fakturownia.iter_client_cards()}
-                )
-            if self._crm_clients is None or reload:
-                cards = [card for card in self._fakturownia_clients.values() if card is not None]
-                links = [(link.fakturownia_client_id, link.crm_client_id) for link in self.store.all_client_links()]
-                index = CrmClientIndex(handed if handed is not None else self.crm.iter_clients(), cards, links)
-                for created in self._created_clients:  # created by other threads while the scan ran
-                    index.add(created)
-                self._crm_clients = index
-            return self._crm_clients
-
-    def _fakturownia_client(self, client_id: int) -> dict[str, Any] | None:
-        """A client card: from the one pass over the list, or read alone when it is newer than that pass."""
-        index = self._crm_clients_index()
-        with self._lock:
-            if client_id in self._fakturownia_clients:
-                return self._fakturownia_clients[client_id]
-        try:
-            card = self.fakturownia.get_client(client_id)
-        except ApiNotFound:
-            card = None
-        with self._lock:
-            self._fakturownia_clients[client_id] = card
-        if card is not None:
-            index.add_many(FAKTUROWNIA, [card])
-        return card
 
     # Matching and creating -----------------------------------------------------------------------------
 
@@ -243,7 +194,7 @@ class InvoiceClients:
         self, invoice: Invoice, party: Party, evidence: Evidence, *, reload: bool = False
     ) -> tuple[int | None, str]:
         """The client decision for this buyer; a refusal quarantines the invoice with the matcher's reason."""
-        index = self._crm_clients_index(reload=reload)
+        index = self.bases.index(reload=reload)
         if evidence.fakturownia_client_id is not None:
             decision = index.match_card(evidence.fakturownia_client_id)
         else:
@@ -292,18 +243,14 @@ class InvoiceClients:
         )
 
         def find_existing() -> int | None:  # a fresh read of the CRM: did the earlier attempt get through?
-            return rematch(self._crm_clients_index(reload=True))
+            return rematch(self.bases.index(reload=True))
 
         def create() -> int:
             found = known() if known is not None else None
             if found is not None:
                 return found  # the claim is confirmed with it: nothing is created
             created = self.crm.create_client(fields)
-            with self._lock:
-                self._created_clients.append(created)
-            self._crm_clients_index().add(created)
-            if self._on_client_created is not None:
-                self._on_client_created(created)
+            self.bases.add_created(created)
             self.summary.add("clients_created")
             return int(created["id"])
 
@@ -343,7 +290,7 @@ class InvoiceClients:
         fakturownia_id = evidence.fakturownia_client_id
         if fakturownia_id is None:
             return  # a buyer without a client card: matched again by NIP/e-mail next time
-        self._crm_clients_index().add_link(fakturownia_id, crm_id)
+        self.bases.index().add_link(fakturownia_id, crm_id)
         if self.dry_run:
             with self._lock:
                 first_time = fakturownia_id not in self._dry_run_links

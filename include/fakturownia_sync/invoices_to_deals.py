@@ -20,7 +20,8 @@ The systems are the source of truth
     (`DealWriter.rebuild_links`), so nothing is created twice.
 
 Who does what
-    This module runs the sweep and decides per invoice (kind, cancellation, department, quarantine);
+    This module runs the sweep, the quarantine retries and the upkeep after it (`deal_upkeep`), and moves the
+    cursor; `invoice_deal` decides per invoice (kind, cancellation, department, quarantine);
     `invoice_clients` finds or creates the buyer's CRM client; `deal_writer` writes the deal exactly once
     (claims, lost answers, crashes: see its docstring).
 
@@ -45,26 +46,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fakturownia_sync.config import SyncConfig
-from fakturownia_sync.deal_mapping import build_deal, corrected_invoice_id, deal_shape_fingerprint, payload_hash
-from fakturownia_sync.deal_origin import link_invoice_made_from_deal
-from fakturownia_sync.deal_upkeep import AfterSweep, defer_rebuilt, invoice_lock, keep_deals_up, record_correction
+from fakturownia_sync.deal_upkeep import AfterSweep, keep_deals_up
 from fakturownia_sync.deal_writer import DealWriter
 from fakturownia_sync.departments import DepartmentMap
-from fakturownia_sync.errors import (
-    ApiAuthError,
-    ApiNotFound,
-    ApiRejected,
-    ApiUnavailable,
-    RecordDeferred,
-    RecordError,
-    SyncError,
-)
+from fakturownia_sync.errors import ApiNotFound, SyncError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.ids import as_id
 from fakturownia_sync.invoice_clients import InvoiceClients
+from fakturownia_sync.invoice_deal import handle_again, handle_invoice
 from fakturownia_sync.keyed_locks import KeyedLocks
 from fakturownia_sync.quarantine_retry import nothing_new, retry_due
-from fakturownia_sync.records import parse_invoice
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.run_summary import RunSummary, api_calls
 from fakturownia_sync.state import QuarantineEntry, StateStore
@@ -114,7 +105,7 @@ class InvoicesToDeals:
         self.responsible = ResponsibleUsers(crm, config.fakturownia_users)  # paired on first use
         self.deal_locks = KeyedLocks()  # one invoice's deal at a time: its corrections may rewrite it (`deal_upkeep`)
         self.after_sweep = AfterSweep()  # rebuilt deals written once the sweep has read their corrections
-        self._secrets = (fakturownia.account.token, crm.account.token)
+        self.secrets = (fakturownia.account.token, crm.account.token)
         self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
 
     # Runs ----------------------------------------------------------------------------------------------
@@ -151,7 +142,7 @@ class InvoicesToDeals:
                 self._retry_quarantined(handled)
             keep_deals_up(self, handled, incremental=not keep_cursor)  # deal upkeep: see deal_upkeep
             if not self.dry_run:
-                self.deals.settle_pending(handled, rehandle=self._rehandle)
+                self.deals.settle_pending(handled, rehandle=lambda invoice_id: handle_again(self, invoice_id))
             if summary.deals_unconfirmed or summary.deals_deferred:
                 summary.status = "incomplete"
             else:
@@ -163,7 +154,7 @@ class InvoicesToDeals:
                         cursor = moved
         except BaseException as exc:
             summary.status = "failed"
-            self._finish(run_id, started_clock, cursor, sweep, error=redact(str(exc), self._secrets))
+            self._finish(run_id, started_clock, cursor, sweep, error=redact(str(exc), self.secrets))
             raise
         self._finish(run_id, started_clock, cursor, sweep)
         if summary.deals_unconfirmed:
@@ -259,105 +250,9 @@ class InvoicesToDeals:
         )
         self.store.resolve_quarantine(STREAM, entry.record_id)
 
-    # One invoice ---------------------------------------------------------------------------------------
-
     def handle(self, raw: dict[str, Any], *, retry: bool = False) -> None:
-        """Bring one invoice's deal up to date, or quarantine the invoice with a reason."""
-        summary = self.summary
-        if not retry:
-            summary.add("invoices_seen")
-        record_id = raw.get("id")
-        try:
-            outcome = self._handle(raw)
-        except RecordDeferred as exc:
-            log.info("%s; left for a later run", exc)
-            summary.add("deals_deferred")
-            return
-        except RecordError as exc:
-            self._quarantine(record_id, exc.reason, exc.message, raw)
-            return
-        except ApiRejected as exc:
-            self._quarantine(record_id, f"{exc.api.lower()}_rejected", exc.message, raw)
-            return
-        except (ApiAuthError, ApiUnavailable):
-            raise
-        except Exception as exc:
-            log.exception("invoice %s: unexpected error", record_id)
-            self._quarantine(record_id, "unexpected_error", redact(f"{type(exc).__name__}: {exc}", self._secrets), raw)
-            return
-        if outcome and not self.dry_run and self.store.resolve_quarantine(STREAM, record_id):
-            summary.add("quarantine_resolved")
-
-    def _quarantine(self, record_id: Any, reason: str, message: str, raw: dict[str, Any]) -> None:
-        if record_id in (None, ""):  # one entry per such record, not one shared "None" entry
-            record_id = "no-id-" + payload_hash(raw)[:16]
-        log.warning("invoice %s quarantined: %s: %s", record_id, reason, message)
-        self.summary.add_to("quarantined_by_reason", reason)
-        if not self.dry_run:
-            self.store.quarantine(STREAM, record_id, reason, message, raw, self.config.fingerprint())
-
-    def _handle(self, raw: dict[str, Any]) -> bool:
-        """Returns True once the invoice is fully handled (written, unchanged, marked or deliberately skipped).
-
-        A correction gets no deal: it rewrites the deal of the invoice it corrects (`deal_upkeep`). An invoice
-        with a deal that is cancelled or no longer of a chosen kind keeps it, marked (`deal_mapping`)."""
-        invoice = parse_invoice(raw)
-        summary = self.summary
-        if not invoice.income:
-            summary.add("skipped_cost")
-            return True
-        corrected_id = corrected_invoice_id(invoice)
-        if corrected_id is not None and corrected_id != invoice.id:
-            corrected = record_correction(self, invoice, corrected_id)
-            if corrected is None or corrected_invoice_id(parse_invoice(corrected)) is not None:
-                return True
-            return self._handle(corrected)
-        if invoice.kind == "correction" and invoice.kind in self.invoice_kinds:
-            raise RecordError("correction_without_invoice", f"correction {invoice.id} names no invoice it corrects")
-        out_of_kinds = invoice.kind not in self.invoice_kinds
-        with invoice_lock(self, invoice.id):  # its corrections may rewrite this deal from another thread
-            link = self.store.deal_link(invoice.id)
-            made_from_deals = self.crm if self.config.deal_invoicing.enabled else None
-            if link is None and not out_of_kinds and link_invoice_made_from_deal(self.store, invoice, made_from_deals):
-                link = self.store.deal_link(invoice.id)  # made from a CRM deal: that deal is its deal
-            if out_of_kinds and link is None:
-                summary.add_to("skipped_by_kind", invoice.kind)
-                return True
-            if invoice.cancelled and link is None:
-                summary.add("skipped_cancelled")
-                return True
-            crm_department_id = self.departments.to_crm(invoice.department_id, f"invoice {invoice.id}")
-            responsible_id = self.responsible.crm_user_for(invoice.raw.get("user_id"))
-            deal = build_deal(
-                invoice,
-                crm_client_id=self.clients.crm_client_for(invoice),
-                crm_department_id=crm_department_id,
-                amount=self.config.deal_amount,
-                invoice_url=self.fakturownia.invoice_url(invoice.id),
-                responsible_id=responsible_id,
-                corrections=self.store.corrections_of(invoice.id),
-                out_of_kinds=out_of_kinds,
-            )
-            digest = payload_hash(deal)
-            if defer_rebuilt(self, invoice, link, digest):
-                return True  # written after the sweep, once its corrections are known
-            if link is None:  # a new deal: counted with or without its responsible person
-                summary.add("deals_with_responsible" if responsible_id is not None else "deals_without_responsible")
-            elif link.payload_hash != digest:  # written now with its marker
-                if out_of_kinds:
-                    summary.add("deals_marked_out_of_kinds")
-                if invoice.cancelled:
-                    summary.add("deals_marked_cancelled")
-            return self.deals.write(invoice, link, deal, digest, deal_shape_fingerprint(self.config))
-
-    def _rehandle(self, invoice_id: int) -> None:
-        """An unconfirmed deal create (a dead run's, or one to send again or to check): fetch the invoice and finish."""
-        try:
-            raw = self.fakturownia.get_invoice(invoice_id)
-        except ApiNotFound:
-            self.deals.forget_create(invoice_id)  # the invoice is gone and no deal was created for it
-            return
-        self.handle(raw, retry=True)
+        """Bring one invoice's deal up to date, or quarantine the invoice with a reason (`invoice_deal`)."""
+        handle_invoice(self, raw, retry=retry)
 
 
 def _wait_all(futures: list[Future]) -> None:
