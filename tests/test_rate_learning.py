@@ -136,3 +136,21 @@ def test_the_same_limit_met_again_is_cut_gently_and_a_429_soon_after_a_cut_fully
     budget.rate_limited(budget.stamp(), retry_after=1.0)
     assert abs(budget.rate - cut * DECREASE) < 1e-6
     assert budget.cuts == 3
+
+
+def test_the_rate_climbs_only_while_callers_wait_for_it() -> None:
+    fake = FakeTime()
+    budget = RateBudget(None, clock=fake.clock, sleep=fake.sleep)
+    _answered_at(budget, fake, 10)
+    budget.rate_limited(budget.stamp(), retry_after=1.0)
+    cut = budget.rate
+    assert budget.acquire()  # the pause
+    for _ in range(60):  # a minute of callers slower than the budget (2 a second at 8 allowed): nobody waits
+        fake.now += 0.5
+        started = fake.now
+        assert budget.acquire()
+        assert fake.now == started
+    assert budget.rate == cut, "the rate drifted up while it bound nobody"
+    for _ in range(200):  # callers faster than the budget: it binds, so it probes for room again
+        assert budget.acquire()
+    assert budget.rate > cut

@@ -27,6 +27,10 @@ and a 429 teaches it (AIMD, as TCP does with congestion):
   starting from an empty bucket; every 429 used to cost a whole pause of capacity on top of the cut;
 * a 429 for a request sent before the last pause ended is a straggler of the same episode: its own thread
   waits, but it neither cuts the rate again nor extends the pause;
+* **climbs only while it binds**: the rate creeps up only over time in which some caller had to wait for
+  the budget (as TCP validates its window, RFC 7661); while the callers are slower than the budget (a
+  backfill between windows, a machine short of CPU) the learnt rate stays where the 429s put it instead of
+  drifting far above the limit, which the next burst would then hit with a full cut;
 * after `FORGET_AFTER` seconds without a 429 the learnt rate is dropped (the limit may have been raised).
 
 A configured `requests_per_minute` stays a hard ceiling over the learnt rate. Thread-safe.
@@ -81,6 +85,7 @@ class RateBudget:
         self._last = now
         self._paused_until = now
         self._last_increase = now
+        self._bound = False  # a caller waited for the budget since the last increase
         self._last_429 = float("-inf")
         self._answers: deque[float] = deque()
         self.waited_seconds = 0.0
@@ -132,6 +137,7 @@ class RateBudget:
                         self._tokens = max(0.0, self._tokens - 1.0)
                         return True
                     wait = (1.0 - self._tokens) / rate
+                    self._bound = True
                 if deadline is not None and now + wait > deadline:
                     return False
                 self.waited_seconds += wait
@@ -199,10 +205,12 @@ class RateBudget:
             self._tokens = max(1.0, self.ceiling)
             return
         if now > self._last_increase:
-            step = max(INCREASE_SHARE * self._peak, MIN_STEP)
-            if self.learnt >= APPROACH * self._cut_rate:
-                step *= CAREFUL_SHARE
-            self.learnt += step * (now - self._last_increase)
-            if self.ceiling > 0:
-                self.learnt = min(self.learnt, self.ceiling)
+            if self._bound:
+                step = max(INCREASE_SHARE * self._peak, MIN_STEP)
+                if self.learnt >= APPROACH * self._cut_rate:
+                    step *= CAREFUL_SHARE
+                self.learnt += step * (now - self._last_increase)
+                if self.ceiling > 0:
+                    self.learnt = min(self.learnt, self.ceiling)
+                self._bound = False
             self._last_increase = now
