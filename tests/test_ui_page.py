@@ -8,14 +8,19 @@ import io
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from html import unescape
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
 import requests
+from sqlalchemy import update
 
+from fakturownia_sync.config import SyncConfig
+from fakturownia_sync.integration_check import build_report, not_connected
 from fakturownia_sync.state import StateStore
+from fakturownia_sync.state.schema import client_review
 from tests.airflow_harness import AIRFLOW, ROOT
 from tests.ui_harness import ADMIN, PAGE_PATH, VIEWER, UiServer, decisions_by, ui_server
 
@@ -30,6 +35,28 @@ def text_of(html: str) -> str:
     """The page's visible text, whitespace folded, for assertions about what a person reads."""
     without_tags = re.sub(r"<style.*?</style>|<[^>]+>", " ", html, flags=re.S)
     return re.sub(r"\s+", " ", unescape(without_tags))
+
+
+def decision_form(html: str, subject: str, decision: str) -> dict[str, str]:
+    """The hidden fields of the page's form that posts `decision` on the entry of `subject`, as a browser sends them."""
+    block = html.split(f'data-subject="{subject}"', 1)[1].split('class="review-entry"', 1)[0]
+    for form in re.findall(r"<form[^>]*>(.*?)</form>", block, flags=re.S):
+        fields = {unescape(n): unescape(v) for n, v in re.findall(r'name="([^"]+)" value="([^"]*)"', form)}
+        if fields.get("decision") == decision:
+            return fields
+    raise AssertionError(f"no {decision!r} form for {subject}")
+
+
+def offers(html: str, subject: str, decision: str) -> bool:
+    try:
+        decision_form(html, subject, decision)
+    except AssertionError:
+        return False
+    return True
+
+
+def page_form(server: UiServer, user: str, subject: str, decision: str) -> dict[str, str]:
+    return decision_form(server.session(user).get(server.page_url, timeout=60).text, subject, decision)
 
 
 def test_anonymous_and_forged_requests_are_refused(server: UiServer) -> None:
@@ -106,7 +133,7 @@ def test_viewer_may_look_but_not_act(server: UiServer) -> None:
     finally:
         store.close()
     refused = viewer.post(
-        server.page_url + "review-decision", data={"subject": subject, "decision": "ignore"}, timeout=30
+        server.page_url + "review-decision", data=page_form(server, ADMIN, subject, "ignore"), timeout=30
     )
     assert refused.status_code == 403
     refused = viewer.post(
@@ -126,13 +153,16 @@ def test_viewer_may_look_but_not_act(server: UiServer) -> None:
 def test_a_review_decision_is_stored_with_the_users_name_and_shown_in_the_audit(server: UiServer) -> None:
     store = server.store()
     try:
-        entry = next(e for e in store.open_client_review() if e["reason"] == "possible_duplicate")
+        entries = store.open_client_review()
     finally:
         store.close()
     admin = server.session(ADMIN)
+    html = admin.get(server.page_url, timeout=60).text
+    # the page offers "different" only for records not linked to each other
+    entry = next(e for e in entries if offers(html, e["subject"], "different"))
     response = admin.post(
         server.page_url + "review-decision",
-        data={"subject": entry["subject"], "decision": "different"},
+        data=decision_form(html, entry["subject"], "different"),
         allow_redirects=False,
         timeout=30,
     )
@@ -161,10 +191,11 @@ def test_link_is_refused_for_records_the_entry_does_not_offer(server: UiServer) 
         before = len(store.review_decision_audit())
     finally:
         store.close()
+    ignore = page_form(server, ADMIN, entry["subject"], "ignore")
     response = server.session(ADMIN).post(
         server.page_url + "review-decision",
         data={
-            "subject": entry["subject"],
+            **ignore,
             "decision": "link",
             "fakturownia_client_id": entry["fakturownia_client_id"],
             "crm_client_id": 999999,
@@ -172,18 +203,126 @@ def test_link_is_refused_for_records_the_entry_does_not_offer(server: UiServer) 
         timeout=30,
     )
     assert response.status_code == 400
+    # another origin, or what a browser marks as sent from another site (a sibling subdomain, another site's
+    # sandboxed frame whose Origin is "null"): refused whatever the cookie
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    ):
+        cross_site = server.session(ADMIN).post(
+            server.page_url + "review-decision", data=ignore, headers=headers, allow_redirects=False, timeout=30
+        )
+        assert cross_site.status_code == 403, headers
+    quarantined = server.store()
+    try:
+        q_entry = quarantined.open_quarantine_page()[0]
+    finally:
+        quarantined.close()
     cross_site = server.session(ADMIN).post(
-        server.page_url + "review-decision",
-        data={"subject": entry["subject"], "decision": "ignore"},
-        headers={"Origin": "https://evil.example"},
+        server.page_url + "quarantine-retry",
+        data={"stream": q_entry["stream"], "record_id": q_entry["record_id"]},
+        headers={"Sec-Fetch-Site": "cross-site"},
+        allow_redirects=False,
         timeout=30,
     )
     assert cross_site.status_code == 403
     store = server.store()
     try:
         assert len(store.review_decision_audit()) == before
+        after = next(e for e in store.open_quarantine_page() if e["id"] == q_entry["id"])
+        assert after["retry_requested_at"] is None
     finally:
         store.close()
+
+
+def _set_review_entry(server: UiServer, subject: str, **values: object) -> None:
+    store = server.store()
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(update(client_review).where(client_review.c.subject == subject).values(**values))
+    finally:
+        store.close()
+
+
+def test_a_decision_on_an_entry_that_changed_after_the_page_showed_it_stores_nothing(server: UiServer) -> None:
+    """A client sync may move an entry on while the page is open (the next look-alike not yet told apart, another
+    reason): a click on what the page showed must not be stored as a decision about records nobody saw."""
+    store = server.store()
+    try:
+        entries = [e for e in store.open_client_review() if e["fakturownia_client_id"] and e["crm_client_id"]]
+        before = len(store.review_decision_audit())
+    finally:
+        store.close()
+    admin = server.session(ADMIN)
+    html = admin.get(server.page_url, timeout=60).text
+    entry = next(e for e in entries if offers(html, e["subject"], "different"))
+    shown = {d: decision_form(html, entry["subject"], d) for d in ("different", "ignore")}
+    other = entry["crm_client_id"] + 424242
+    _set_review_entry(server, entry["subject"], crm_client_id=other)  # what a client sync run does meanwhile
+    try:
+        for decision, form in shown.items():
+            response = admin.post(server.page_url + "review-decision", data=form, allow_redirects=False, timeout=30)
+            assert response.status_code == 303, (decision, response.text)
+            assert response.headers["location"] == "./?done=review_changed#review"
+        store = server.store()
+        try:
+            assert len(store.review_decision_audit()) == before  # nothing stored, least of all about `other`
+        finally:
+            store.close()
+        page = text_of(admin.get(server.page_url + "?done=review_changed", timeout=60).text)
+        assert "That review entry changed after the page showed it" in page
+        # the page now shows the entry as it is, and a decision on that is stored
+        fresh = page_form(server, ADMIN, entry["subject"], "different")
+        assert fresh["evidence"] != shown["different"]["evidence"]
+    finally:
+        _set_review_entry(server, entry["subject"], crm_client_id=entry["crm_client_id"])
+
+
+def test_forged_and_junk_decisions_store_nothing(server: UiServer) -> None:
+    store = server.store()
+    try:
+        entry = store.open_client_review()[0]
+        before = len(store.review_decision_audit())
+    finally:
+        store.close()
+    admin = server.session(ADMIN)
+    form = page_form(server, ADMIN, entry["subject"], "ignore")
+    gone = admin.post(
+        server.page_url + "review-decision",
+        data={**form, "subject": "crm:999999999"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert (gone.status_code, gone.headers.get("location")) == (303, "./?done=review_gone#review")
+    for junk in (
+        {**form, "decision": "link", "fakturownia_client_id": "1; DROP TABLE client_links", "crm_client_id": "x"},
+        {**form, "decision": "delete_everything"},
+        {**form, "subject": "crm:" + "9" * 100_000},  # no subject is that long
+        {**form, "evidence": ""},
+        {"subject": entry["subject"], "decision": "ignore"},  # no evidence of what was shown
+    ):
+        response = admin.post(server.page_url + "review-decision", data=junk, allow_redirects=False, timeout=60)
+        assert response.status_code in (400, 422), (junk.get("decision"), response.status_code, response.text[:200])
+    for record_id in ("1" * 100_000, "1" * 10_000_000):  # 100 kB, 10 MB
+        huge = admin.post(
+            server.page_url + "quarantine-retry",
+            data={"stream": "invoices_to_deals", "record_id": record_id},
+            allow_redirects=False,
+            timeout=60,
+        )
+        assert huge.status_code in (400, 422), huge.status_code
+        huge = admin.post(
+            server.page_url + "review-decision", data={**form, "subject": record_id}, allow_redirects=False, timeout=60
+        )
+        assert huge.status_code in (400, 422), huge.status_code
+    store = server.store()
+    try:
+        assert len(store.review_decision_audit()) == before
+    finally:
+        store.close()
+    assert admin.get(server.page_url, timeout=60).status_code == 200
 
 
 def test_quarantine_retry_is_asked_for_in_the_name_of_the_user(server: UiServer) -> None:
@@ -223,22 +362,31 @@ def test_the_review_list_downloads_as_the_exported_csv(server: UiServer) -> None
 
 
 def test_the_latest_integration_check_is_shown_section_by_section(server: UiServer) -> None:
+    """The report as the check DAG stores it (`build_report`): each section's title and findings, the checklist."""
+    crm_down = "The CRM account <b>acme</b> did not answer"
+    report = build_report(
+        not_connected("Fakturownia", "Connection 'fakturownia_default' does not exist: create it."),
+        not_connected("CRM", crm_down),
+        SyncConfig(),
+        webhook_url=None,
+    )
     store = server.store()
     try:
-        store.save_integration_check(
-            False,
-            {
-                "accounts": [{"ok": True, "text": "Fakturownia token accepted", "details": None}],
-                "departments": [{"ok": False, "text": "CRM department <b>9</b> is not mapped", "details": {"id": 9}}],
-            },
-        )
+        store.save_integration_check(report["ok"], report)
     finally:
         store.close()
     html = server.session(ADMIN).get(server.page_url, timeout=60).text
     check = html.split('id="check"', 1)[1]
-    assert "problems found" in check
-    assert "Fakturownia token accepted" in check
-    assert "CRM department &lt;b&gt;9&lt;/b&gt; is not mapped" in check  # escaped, never markup
+    text = text_of(check)
+    assert "problems found" in text
+    for part in report["sections"]:
+        assert part["title"] in text
+        for finding in part["items"]:
+            assert finding["text"] in text
+    assert "Connection 'fakturownia_default' does not exist: create it." in text
+    assert "The CRM account &lt;b&gt;acme&lt;/b&gt; did not answer" in check  # escaped, never markup
+    for entry in report["checklist"]:
+        assert entry["text"] in text and entry["fakturownia"] in text and entry["crm"] in text
 
 
 def test_a_failing_api_shows_in_its_section_and_the_page_still_renders(server: UiServer) -> None:
@@ -290,3 +438,95 @@ def test_overview_counts_department_use_on_both_databases(store: StateStore) -> 
     assert store.department_usage() == {"fakturownia": {11: 2, None: 1}, "crm": {2: 1, None: 1}}
     assert store.crm_clients_linked_to([1, 2, 9]) == {1: 101, 2: 102}
     assert store.fakturownia_clients_linked_to([103, 104]) == {103: 3}
+
+
+HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "'><svg onload=alert(3)>")
+
+
+def test_hostile_names_messages_and_payloads_are_shown_as_text(server: UiServer) -> None:
+    """Anyone who can name a client or number an invoice in either system writes into this page: what they wrote
+    must come out as text, in cells, attributes and links alike."""
+    script, img, svg = HOSTILE
+    store = server.store()
+    try:
+        store.quarantine(
+            "invoices_to_deals",
+            "990001",
+            "invalid_record",
+            f"buyer {img}",
+            {"number": script, "buyer_name": svg, "client_id": img},
+            None,
+        )
+        with store.engine.begin() as conn:
+            conn.execute(
+                client_review.insert().values(
+                    subject="crm:990002",
+                    reason="possible_duplicate",
+                    message=f"looks like {svg}",
+                    fakturownia_client_id=None,
+                    crm_client_id=990002,
+                    crm_record={"id": 990002, "name": script, "city": img, "email": svg},
+                    suggestions=[{"side": "fakturownia", "id": 990003, "name": img, "evidence": script}],
+                    first_seen_at=datetime.now(UTC),
+                    last_seen_at=datetime.now(UTC),
+                )
+            )
+        html = server.session(ADMIN).get(server.page_url, timeout=60).text
+        text = text_of(html)
+        for value in HOSTILE:
+            assert value not in html
+            assert value in text  # shown, as text
+        assert "<img" not in html and "<svg" not in html and "<script" not in html
+        review = page_form(server, ADMIN, "crm:990002", "ignore")
+        assert review["subject"] == "crm:990002"
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(client_review.delete().where(client_review.c.subject == "crm:990002"))
+        store.resolve_quarantine("invoices_to_deals", "990001")
+        store.close()
+
+
+def _move_state_db(server: UiServer, aside: Path) -> None:
+    aside.mkdir(exist_ok=True)
+    for db_file in server.state_db.parent.glob(server.state_db.name + "*"):
+        db_file.rename(aside / db_file.name)
+
+
+def _restore_state_db(server: UiServer, aside: Path) -> None:
+    if server.state_db.is_dir():
+        server.state_db.rmdir()
+    for db_file in server.state_db.parent.glob(server.state_db.name + "*"):
+        db_file.unlink()
+    for db_file in aside.iterdir():
+        db_file.rename(server.state_db.parent / db_file.name)
+
+
+def test_the_page_opens_on_a_fresh_and_on_a_broken_state_db(server: UiServer, tmp_path: Path) -> None:
+    """A fresh install (no state DB yet) shows empty sections; a state DB that cannot be opened shows why, and
+    the actions and the CSV answer that nothing was stored instead of failing with a 500."""
+    admin, aside = server.session(ADMIN), tmp_path / "state-aside"
+    _move_state_db(server, aside)
+    try:
+        fresh = admin.get(server.page_url, timeout=60)
+        assert fresh.status_code == 200, server.log_tail()
+        text = text_of(fresh.text)
+        for empty in ("No sync has run yet.", "Nothing is quarantined.", "The review list is empty.", "No check"):
+            assert empty in text
+        assert list(csv.reader(io.StringIO(admin.get(server.page_url + "review.csv", timeout=60).text)))[1:] == []
+        for db_file in server.state_db.parent.glob(server.state_db.name + "*"):
+            db_file.unlink()
+        server.state_db.mkdir()  # where the SQLite file should be: it cannot be opened
+        broken = admin.get(server.page_url, timeout=60)
+        assert broken.status_code == 200, server.log_tail()
+        assert "the state DB: " in text_of(broken.text)
+        for method, path, data in (
+            ("POST", "quarantine-retry", {"stream": "invoices_to_deals", "record_id": "1"}),
+            ("POST", "review-decision", {"subject": "crm:1", "decision": "ignore", "evidence": "x"}),
+            ("GET", "review.csv", None),
+        ):
+            response = admin.request(method, server.page_url + path, data=data, allow_redirects=False, timeout=60)
+            assert response.status_code == 503, (path, response.status_code, response.text[:200])
+            assert "The state DB could not be opened: nothing was read or stored." in response.text
+    finally:
+        _restore_state_db(server, aside)
+    assert admin.get(server.page_url, timeout=60).status_code == 200

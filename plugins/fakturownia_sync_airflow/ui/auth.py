@@ -6,8 +6,11 @@ An action changes what the next run of a DAG does (a quarantined record retried,
 so it needs the right to trigger that DAG's runs: the same right as the Trigger button, no more.
 
 The user comes from the `Authorization: Bearer` header or the UI's `_token` cookie. That cookie is
-SameSite=Lax, so another site's form cannot post with it; actions also refuse a request whose `Origin`
-names another host, in case a browser sends the cookie anyway.
+SameSite=Lax, so another site's form cannot post with it; actions also refuse what a browser marks as sent
+from elsewhere, in case it sends the cookie anyway (a sibling subdomain is the same "site" to SameSite): a
+`Sec-Fetch-Site` other than same-origin or none (typed by the user), or an `Origin` naming another host. An
+`Origin` of "null" alone proves nothing either way (a same-origin post under a no-referrer policy sends it,
+and so does another site's sandboxed frame); `Sec-Fetch-Site` tells the two apart.
 """
 
 from __future__ import annotations
@@ -22,8 +25,16 @@ from fastapi import Depends, HTTPException, Request, status
 PAGE_ACCESS = Depends(requires_access_view(AccessView.PLUGINS))
 
 
+# What a browser says of where a request comes from (Fetch Metadata): only these are this page's own posts.
+OWN_FETCH_SITES = ("same-origin", "none")
+
+
 def same_origin(request: Request) -> None:
-    """Refuse a cross-site post: its `Origin` (when the browser sends one) must name this host."""
+    """Refuse a post from another site or origin, by what the browser says of it (`Sec-Fetch-Site`, `Origin`);
+    a client that is not a browser sends neither and is judged by its credentials alone."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in OWN_FETCH_SITES:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Cross-site request refused")
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Cross-site request refused")

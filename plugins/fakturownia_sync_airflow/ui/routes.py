@@ -51,14 +51,30 @@ NOTICES = {
     "retry": "The record will be tried again in the next run.",
     "retry_gone": "That quarantine entry is no longer open; nothing was changed.",
     "decided": "Decision stored; the next client sync applies it.",
+    "review_gone": "That review entry is no longer open (a client sync resolved it); nothing was stored.",
+    "review_changed": (
+        "That review entry changed after the page showed it (a client sync found other records or another reason); "
+        "nothing was stored. Look at it again below and decide on what it shows now."
+    ),
 }
+# Form values are ids, names of streams and subjects: anything longer is not one (and is refused before any query).
+MAX_FORM_VALUE = 200
 
 router = APIRouter(dependencies=[PAGE_ACCESS])
 
 
 @contextmanager
 def state_store() -> Iterator[StateStore]:
-    store = SyncStateHook().get_conn()
+    """The state DB for an action or the CSV; one that cannot be opened is a 503 that says so (the cause goes
+    to the api-server log, never to the page: a connection error may name the DB's host and user)."""
+    try:
+        store = SyncStateHook().get_conn()
+    except Exception as exc:
+        sections.failure("the state DB", exc)  # logs it
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "The state DB could not be opened: nothing was read or stored. The integration page says why.",
+        ) from exc
     try:
         yield store
     finally:
@@ -142,8 +158,8 @@ def _back(done: str, anchor: str) -> RedirectResponse:
 def retry_quarantined(
     request: Request,
     user: Annotated[BaseUser, Depends(acting_user)],
-    stream: Annotated[str, Form()],
-    record_id: Annotated[str, Form()],
+    stream: Annotated[str, Form(max_length=MAX_FORM_VALUE)],
+    record_id: Annotated[str, Form(max_length=MAX_FORM_VALUE)],
 ) -> RedirectResponse:
     dag_id = sections.STREAM_DAGS.get(stream)
     if dag_id is None:
@@ -158,18 +174,23 @@ def retry_quarantined(
 def decide_review(
     request: Request,
     user: Annotated[BaseUser, Depends(acting_user)],
-    subject: Annotated[str, Form()],
-    decision: Annotated[str, Form()],
+    subject: Annotated[str, Form(max_length=MAX_FORM_VALUE)],
+    decision: Annotated[str, Form(max_length=MAX_FORM_VALUE)],
+    evidence: Annotated[str, Form(max_length=MAX_FORM_VALUE)],
     fakturownia_client_id: Annotated[int | None, Form()] = None,
     crm_client_id: Annotated[int | None, Form()] = None,
 ) -> RedirectResponse:
+    """Store a decision on the entry as the page showed it (`evidence`, see `sections.evidence_mark`): an entry
+    resolved or changed since then stores nothing and says so, as a second person's stale click would."""
     require_run_access(request, user, sections.CLIENTS_DAG)
     if decision not in REVIEW_DECISIONS:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Unknown decision")
     with state_store() as store:
         entry = store.open_client_review_entry(subject)
         if entry is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, "That review entry is no longer open")
+            return _back("review_gone", "review")
+        if evidence != sections.evidence_mark(entry):
+            return _back("review_changed", "review")
         if decision == "link":
             pair = (fakturownia_client_id, crm_client_id)
             if pair not in sections.link_candidates(entry):

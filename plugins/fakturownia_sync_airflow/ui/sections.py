@@ -7,6 +7,8 @@ never an error page, so a person can still see and act on everything else. Nothi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.ids import as_id
 from fakturownia_sync.invoices_to_deals import STREAM as INVOICES_TO_DEALS_STREAM
 from fakturownia_sync.state import StateStore
+from fakturownia_sync.state.client_links import review_evidence
 from fakturownia_sync.sugester_client import SugesterClient, external_ids_of
 from fakturownia_sync.users import crm_users, fakturownia_users, pair_users
 from fakturownia_sync_airflow.ui.links import crm_url, fakturownia_url
@@ -260,6 +263,14 @@ def link_candidates(entry: dict[str, Any]) -> list[tuple[int, int]]:
     return pairs
 
 
+def evidence_mark(entry: dict[str, Any]) -> str:
+    """A short fingerprint of what a review entry rests on (`review_evidence`: reason, records, candidates). The
+    page puts it in every decision form, so a decision is stored only about the entry the person saw: a client
+    sync that moved the entry on (another candidate, another reason) while the page was open makes it stale."""
+    shown = json.dumps(review_evidence(entry), separators=(",", ":"))
+    return hashlib.sha256(shown.encode()).hexdigest()[:16]
+
+
 def review_section(store: StateStore, fakturownia: ApiAccount | None, crm: ApiAccount | None) -> dict[str, Any]:
     rows = store.open_client_review_page(REVIEW_SHOWN)
     candidates = {row["subject"]: link_candidates(row) for row in rows}
@@ -277,6 +288,7 @@ def review_section(store: StateStore, fakturownia: ApiAccount | None, crm: ApiAc
         entries.append(
             {
                 "subject": row["subject"],
+                "evidence": evidence_mark(row),
                 "reason": row["reason"],
                 "message": row["message"],
                 "fakturownia_client_id": row["fakturownia_client_id"],
