@@ -241,3 +241,40 @@ def test_the_dag_stores_its_report_fails_naming_the_problem_and_alerts(airflow_e
     assert "1 of 1 CRM deals link to Fakturownia invoices" in html.unescape(body)
     for secret in (FAKTUROWNIA_TOKEN, SUGESTER_TOKEN, WEBHOOK_TOKEN):
         assert secret not in mail.as_string() and secret not in body
+
+
+def test_a_config_that_does_not_validate_is_the_report_stored_in_place_of_an_older_one(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Both sides' tasks fail on a config Variable that does not validate; the report still lands, naming the key,
+    so the page does not go on showing yesterday's sound check. No API is called: the connections lead nowhere."""
+    state_db = tmp_path / "state.db"
+    store = StateStore.open(f"sqlite:///{state_db}")
+    try:
+        store.save_integration_check(True, {"ok": True, "sections": [], "checklist": [], "problems": []})
+    finally:
+        store.close()
+    nowhere = json.dumps({"conn_type": "http", "host": "http://127.0.0.1:19999", "password": "unused-token"})
+    env = {
+        **airflow_env,
+        "AIRFLOW_CONN_FAKTUROWNIA_DEFAULT": nowhere,
+        "AIRFLOW_CONN_SUGESTER_DEFAULT": nowhere,
+        "AIRFLOW_CONN_FAKTUROWNIA_SYNC_DB": json.dumps(
+            {"conn_type": "generic", "extra": {"url": f"sqlite:///{state_db}"}}
+        ),
+        "AIRFLOW_VAR_FAKTUROWNIA_SYNC_CONFIG": json.dumps({**DEMO_CONFIG, "alerts": {"review_growth": 0}}),
+    }
+    result = dags_test(env, "fakturownia_integration_check")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "The integration check found 1 problem(s): (1) Variable 'fakturownia_sync_config' is invalid" in output
+    store = StateStore.open(f"sqlite:///{state_db}")
+    try:
+        latest = store.latest_integration_check()
+    finally:
+        store.close()
+    assert latest is not None and latest["ok"] is False
+    [problem] = latest["report"]["problems"]
+    assert "key 'alerts.review_growth': must be at least 1" in problem
+    assert [s["title"] for s in latest["report"]["sections"]] == ["Configuration"]
+    assert latest["report"]["checklist"]  # what no API shows still stands

@@ -254,6 +254,14 @@ def build_report(
     return {"ok": not problems, "sections": sections, "checklist": CHECKLIST, "problems": problems}
 
 
+def unusable_config_report(problem: str) -> dict[str, Any]:
+    """The report when the check cannot even start: the config Variable (or a Param) does not validate. Every
+    other section is judged against the config (expected accounts, department map, users), so this problem is the
+    report; it is stored all the same, so the page shows it instead of an older check that found nothing."""
+    sections = [_section("Configuration", [item(False, problem)])]
+    return {"ok": False, "sections": sections, "checklist": CHECKLIST, "problems": [problem]}
+
+
 _MARKS = {True: "ok ", False: "!! ", None: "?? "}
 
 

@@ -22,6 +22,7 @@ from fakturownia_sync.integration_check import (
     gather_fakturownia,
     not_connected,
     render_report,
+    unusable_config_report,
 )
 from fakturownia_sync.integration_findings import WEBHOOK_CONNECTION
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
@@ -103,9 +104,13 @@ def report(
     fakturownia: dict[str, Any] | None, crm: dict[str, Any] | None, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Build the report (a side whose task failed is reported as not checked), store it for the UI page,
-    log it, and return it (one XCom)."""
-    config = load_sync_config()
-    result = build_report(fakturownia, crm, config, webhook_url=webhook_url(params, config))
+    log it, and return it (one XCom). A config Variable or Param that does not validate is the report's
+    problem: both sides' tasks failed on it, and the page must not go on showing an older, sound check."""
+    try:
+        config = load_sync_config()
+        result = build_report(fakturownia, crm, config, webhook_url=webhook_url(params, config))
+    except AirflowFailException as exc:
+        result = unusable_config_report(str(exc))
     store = SyncStateHook().get_conn()
     try:
         check_id = store.save_integration_check(result["ok"], result)
