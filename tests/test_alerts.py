@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fakturownia_sync.alert_rules import QUARANTINE, REVIEW, growth_alerts, open_entries
+from fakturownia_sync.alert_rules import QUARANTINE, REVIEW, alerts_alone, growth_alerts, open_entries
 from fakturownia_sync.config import Alerts, ConfigError, load_config
 from fakturownia_sync.state import StateStore
 from tests.alerts_harness import SENDER, smtp_connection_env, smtp_server, text_of
@@ -159,3 +159,37 @@ def test_quarantine_growth_past_the_threshold_sends_one_email_per_run(airflow_si
     assert "invoices_to_deals: open quarantine entries grew by 4 (2 → 6; alert at 3 or more)" in body
     assert "invalid_date 4, unmapped_department 2" in body and "scheduled__2" in body
     assert FAKTUROWNIA_TOKEN not in mail.as_string() and SUGESTER_TOKEN not in mail.as_string()
+
+
+def test_a_variable_that_does_not_validate_still_alerts_through_its_alerts_key(
+    airflow_side: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken Variable fails every run: the failure must still reach the people `alerts` names."""
+    from fakturownia_sync_airflow.alerts import CALLBACKS
+
+    broken = {"department_map": "sales=1", "alerts": {"email_to": ["ops@przyklad-handel.pl"]}}
+    monkeypatch.setenv("AIRFLOW_VAR_FAKTUROWNIA_SYNC_CONFIG", json.dumps(broken))
+    error = RuntimeError("Variable 'fakturownia_sync_config' is invalid: key 'department_map': ...")
+    with smtp_server() as inbox:
+        CALLBACKS["on_failure_callback"](context("fakturownia_invoices_to_deals", "check_setup", "m2", NOW, error))
+    [mail] = inbox
+    assert mail["Subject"] == "[Airflow] fakturownia_invoices_to_deals failed: task check_setup"
+    assert mail["To"] == "ops@przyklad-handel.pl"
+    # `alerts` itself broken, or the Variable not JSON: nobody can be named, nothing is sent and nothing raises
+    for raw in (json.dumps({"alerts": {"email_to": "ops@przyklad-handel.pl"}}), "{not json"):
+        monkeypatch.setenv("AIRFLOW_VAR_FAKTUROWNIA_SYNC_CONFIG", raw)
+        with smtp_server() as inbox:
+            CALLBACKS["on_failure_callback"](context("fakturownia_invoices_to_deals", "check_setup", "m3", NOW, error))
+        assert inbox == []
+
+
+def test_the_alerts_key_alone_is_read_with_the_configs_own_errors() -> None:
+    assert alerts_alone({"department_map": 5, "alerts": {"review_growth": 2}}) == Alerts(review_growth=2)
+    assert alerts_alone(json.dumps({"invoice_kinds": "vat"})) == Alerts()
+    assert alerts_alone(None) == Alerts() and alerts_alone("  ") == Alerts()
+    with pytest.raises(ConfigError, match=r"alerts\.quarantine_growth': must be at least 1"):
+        alerts_alone({"department_map": 5, "alerts": {"quarantine_growth": 0}})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        alerts_alone("{")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        alerts_alone("[1]")

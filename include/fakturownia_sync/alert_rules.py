@@ -13,14 +13,16 @@ run, and every task of other DAG runs, find nothing new to judge.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fakturownia_sync.clients_sync import STREAM as CLIENTS_SYNC
-from fakturownia_sync.config import Alerts
+from fakturownia_sync.config import VARIABLE_NAME, Alerts, load_config
 from fakturownia_sync.deals_to_invoices import STREAM as DEALS_TO_INVOICES
+from fakturownia_sync.errors import ConfigError
 from fakturownia_sync.invoices_to_deals import STREAM as INVOICES_TO_DEALS
 
 # The streams whose runs record open lists: quarantine (invoices → deals, deals → invoices), review (clients).
@@ -53,6 +55,21 @@ class Growth:
             f"{self.stream}: {_LABELS[self.kind]} grew by {self.grown} ({self.before} → {self.now}; alert at "
             f"{self.threshold} or more){f'; open by reason: {reasons}' if reasons else ''}."
         )
+
+
+def alerts_alone(raw: str | dict[str, Any] | None) -> Alerts:
+    """The `alerts` key of the config Variable (`raw`, as `load_config` takes it) read on its own, for a Variable
+    whose other keys do not validate: every run then fails on it, which is the very thing to tell someone. Raises
+    `ConfigError` (naming the key, as `load_config` does) when `alerts` itself cannot be read."""
+    parsed: Any = raw
+    if isinstance(raw, str) and raw.strip():
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"Variable '{VARIABLE_NAME}' is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        return load_config(parsed).alerts  # None or empty: the defaults; anything else: its own error
+    return load_config({"alerts": parsed.get("alerts", {})}).alerts
 
 
 def open_entries(summary: dict[str, Any] | None) -> dict[str, int]:

@@ -23,7 +23,14 @@ from airflow.sdk import BaseHook, Variable
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from fakturownia_sync.alert_rules import REVIEW, RUNS_LOOKED_AT, WATCHED_STREAMS, Growth, growth_alerts
+from fakturownia_sync.alert_rules import (
+    REVIEW,
+    RUNS_LOOKED_AT,
+    WATCHED_STREAMS,
+    Growth,
+    alerts_alone,
+    growth_alerts,
+)
 from fakturownia_sync.config import VARIABLE_NAME, Alerts, load_config
 from fakturownia_sync.errors import ConfigError
 from fakturownia_sync.integration_findings import WEBHOOK_CONNECTION
@@ -41,12 +48,20 @@ class Alert:
 
 
 def alert_settings() -> Alerts | None:
-    """`alerts` of the config Variable; None (logged) when the Variable cannot be read as a config."""
+    """`alerts` of the config Variable. A Variable that does not validate makes every run fail, and that must
+    still reach someone: then `alerts` is read on its own (`alert_rules.alerts_alone`). None (logged) only when
+    `alerts` itself cannot be read."""
+    raw = Variable.get(VARIABLE_NAME, default=None)
     try:
-        return load_config(Variable.get(VARIABLE_NAME, default=None)).alerts
-    except ConfigError as exc:
-        log.warning("No alert sent: %s", exc)
-        return None
+        return load_config(raw).alerts
+    except ConfigError as whole:
+        try:
+            settings = alerts_alone(raw)
+        except ConfigError as exc:
+            log.warning("No alert sent: %s", exc)
+            return None
+        log.warning("Alerting with the Variable's 'alerts' key alone; the rest does not validate: %s", whole)
+        return settings
 
 
 def notifiers(alert: Alert, settings: Alerts) -> list[Any]:
