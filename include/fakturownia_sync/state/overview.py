@@ -19,6 +19,7 @@ from fakturownia_sync.state.schema import (
     client_links,
     client_review,
     fakturownia_client_mirror,
+    invoice_deals,
     quarantine,
     sync_cursors,
     sync_runs,
@@ -106,6 +107,10 @@ class OverviewStore(StoreEngine):
     def fakturownia_clients_linked_to(self, crm_client_ids: Iterable[int]) -> dict[int, int]:
         """{CRM client id: linked Fakturownia client id} for those of the given ids that are linked."""
         return self._links_by(client_links.c.crm_client_id, client_links.c.fakturownia_client_id, crm_client_ids)
+
+    def invoices_of_deals(self, deal_ids: Iterable[int]) -> dict[int, int]:
+        """{CRM deal id: Fakturownia invoice id} for those of the given deals that are linked to an invoice."""
+        return self._links_by(invoice_deals.c.deal_id, invoice_deals.c.invoice_id, deal_ids)
 
     def _links_by(self, key: Any, value: Any, ids: Iterable[int]) -> dict[int, int]:
         wanted = sorted({int(i) for i in ids})

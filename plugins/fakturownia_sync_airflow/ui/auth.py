@@ -30,11 +30,14 @@ OWN_FETCH_SITES = ("same-origin", "none")
 
 
 def same_origin(request: Request) -> None:
-    """Refuse a post from another site or origin, by what the browser says of it (`Sec-Fetch-Site`, `Origin`);
-    a client that is not a browser sends neither and is judged by its credentials alone."""
+    """Refuse a post from another site or origin, by what the browser says of it: `Sec-Fetch-Site` where it is
+    sent (every current browser), else an `Origin` that must name this host (which a proxy that rewrites `Host`
+    would break). A client that is not a browser sends neither and is judged by its credentials alone."""
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in OWN_FETCH_SITES:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Cross-site request refused")
+    if fetch_site is not None:  # no page can set it: the browser's own word, whatever proxy rewrote `Host`
+        if fetch_site not in OWN_FETCH_SITES:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Cross-site request refused")
+        return
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Cross-site request refused")

@@ -131,6 +131,7 @@ class RecordLinks:
     fakturownia: ApiAccount | None
     crm: ApiAccount | None
     deal_of_invoice: dict[int, int]
+    invoice_of_deal: dict[int, int]
     crm_of_client: dict[int, int]
     fakturownia_of_client: dict[int, int]
 
@@ -148,11 +149,12 @@ class RecordLinks:
             fakturownia,
             crm,
             {invoice: link.deal_id for invoice, link in links.items() if link.deal_id},
+            store.invoices_of_deals(ids(DEALS_TO_INVOICES_STREAM, lambda e: e["record_id"])),
             store.crm_clients_linked_to(ids(INVOICES_TO_DEALS_STREAM, lambda e: _payload(e).get("client_id"))),
             store.fakturownia_clients_linked_to(ids(DEALS_TO_INVOICES_STREAM, lambda e: _payload(e).get("client_id"))),
         )
 
-    def of(self, store: StateStore, entry: dict[str, Any]) -> list[tuple[str, str]]:
+    def of(self, entry: dict[str, Any]) -> list[tuple[str, str]]:
         """(label, URL) of the record in its own system and of its counterpart in the other, where known."""
         record_id, client = as_id(entry["record_id"]), as_id(_payload(entry).get("client_id"))
         links: list[tuple[str, str | None]] = []
@@ -164,11 +166,9 @@ class RecordLinks:
                 links.append(("buyer in the CRM", crm_url(self.crm, "client", self.crm_of_client[client])))
         elif entry["stream"] == DEALS_TO_INVOICES_STREAM:
             links.append(("deal in the CRM", crm_url(self.crm, "deal", record_id)))
-            made = store.deal_link_by_deal(record_id) if record_id is not None else None
-            if made is not None:
-                links.append(
-                    ("its invoice in Fakturownia", fakturownia_url(self.fakturownia, "invoice", made.invoice_id))
-                )
+            if record_id in self.invoice_of_deal:
+                url = fakturownia_url(self.fakturownia, "invoice", self.invoice_of_deal[record_id])
+                links.append(("its invoice in Fakturownia", url))
             elif client in self.fakturownia_of_client:
                 url = fakturownia_url(self.fakturownia, "client", self.fakturownia_of_client[client])
                 links.append(("client in Fakturownia", url))
@@ -190,7 +190,7 @@ def quarantine_section(store: StateStore, fakturownia: ApiAccount | None, crm: A
                 **{key: entry[key] for key in shown},
                 "retry_requested_by": entry["retry_requested_by"],
                 "fields": key_fields(_payload(entry)),
-                "links": links.of(store, entry),
+                "links": links.of(entry),
                 "dag_id": STREAM_DAGS.get(entry["stream"]),
             }
         )
