@@ -85,7 +85,7 @@ def test_page_shows_the_seeded_quarantine_review_runs_departments_and_users(serv
     response = server.session(ADMIN).get(server.page_url, timeout=60)
     assert response.status_code == 200, server.log_tail()
     html, text = response.text, text_of(response.text)
-    assert f"Signed in as {ADMIN}" in text
+    assert f"Signed in as {ADMIN} · state DB sqlite:///{server.state_db}" in text
     for entry in quarantined:
         assert f'data-stream="{entry["stream"]}" data-record="{entry["record_id"]}"' in html
         assert entry["message"] in text

@@ -29,22 +29,10 @@ CHUNK = 500  # ids per IN (...) list, well under every database's limit
 
 
 class OverviewStore(StoreEngine):
-    def recent_runs(self, per_stream: int = 5) -> dict[str, list[dict[str, Any]]]:
-        """The newest `per_stream` runs of every stream that has run, newest first, keyed by stream."""
+    def run_streams(self) -> list[str]:
+        """Every stream that has run, by name (each one's newest runs: `RunsStore.runs_of`)."""
         with self.engine.connect() as conn:
-            streams = sorted(conn.execute(select(sync_runs.c.stream).distinct()).scalars())
-            return {
-                stream: [
-                    dict(row._mapping)
-                    for row in conn.execute(
-                        select(sync_runs)
-                        .where(sync_runs.c.stream == stream)
-                        .order_by(sync_runs.c.id.desc())
-                        .limit(per_stream)
-                    )
-                ]
-                for stream in streams
-            }
+            return sorted(conn.execute(select(sync_runs.c.stream).distinct()).scalars())
 
     def cursor_lags(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Every incremental cursor with its lag: how far behind `now` the next run will start reading."""

@@ -125,6 +125,9 @@ def page(user: GetUserDep, done: str | None = None) -> HTMLResponse:
         for name in ("runs", "quarantine", "review", "departments", "users", "check"):
             context[name] = problem
         return HTMLResponse(environment.get_template("page.html").render(**context))
+    # which state DB the page reads (without its password): a missing connection means the default SQLite file,
+    # which on an api-server apart from the workers is not theirs, and an empty page must not look like a new one
+    context["state_db"] = store.safe_url
     try:
         usage = sections.guarded("department use", store.department_usage)
         context.update(

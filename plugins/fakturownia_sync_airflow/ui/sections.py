@@ -103,7 +103,7 @@ def human_lag(lag: timedelta) -> str:
 
 
 def runs_section(store: StateStore) -> dict[str, Any]:
-    runs = store.recent_runs(RUNS_PER_STREAM)
+    runs = {stream: store.runs_of(stream, RUNS_PER_STREAM) for stream in store.run_streams()}
     cursors = [{**cursor, "lag_text": human_lag(cursor["lag"])} for cursor in store.cursor_lags()]
     return {
         "streams": [
