@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from html import unescape
@@ -21,6 +22,7 @@ from fakturownia_sync.config import SyncConfig
 from fakturownia_sync.integration_check import build_report, not_connected
 from fakturownia_sync.state import StateStore
 from fakturownia_sync.state.schema import client_review, invoice_deals
+from fakturownia_sync_airflow.ui.routes import PAGE_API_POLICY
 from tests.airflow_harness import AIRFLOW, ROOT
 from tests.ui_harness import ADMIN, PAGE_PATH, VIEWER, UiServer, decisions_by, ui_server
 
@@ -612,3 +614,21 @@ def test_the_page_opens_on_a_fresh_and_on_a_broken_state_db(server: UiServer, tm
     finally:
         _restore_state_db(server, aside)
     assert admin.get(server.page_url, timeout=60).status_code == 200
+
+
+def test_with_both_apis_hanging_the_page_waits_for_the_slowest_read_not_for_all_of_them(server: UiServer) -> None:
+    """Each API read of the page gives up after PAGE_API_POLICY's deadline (about 15 s); the three reads (each
+    system's departments, the CRM's users) run together, so two hanging APIs cost one deadline, not three."""
+    server.sandbox.set_faults(None, latency_ms=60_000)
+    try:
+        started = time.monotonic()
+        response = server.session(ADMIN).get(server.page_url, timeout=120)
+        took = time.monotonic() - started
+    finally:
+        server.sandbox.set_faults(None, latency_ms=0)
+    assert response.status_code == 200, server.log_tail()
+    text = text_of(response.text)
+    assert "Fakturownia did not list its departments" in text and "The CRM did not list its departments" in text
+    assert "users: " in text.split("Users", 1)[1]
+    assert "data-subject=" in response.text  # the state DB's sections are all there
+    assert took < PAGE_API_POLICY.max_total_seconds * 2, took

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -110,6 +111,7 @@ def page(user: GetUserDep, done: str | None = None) -> HTMLResponse:
     config, config_problem = _config()
     fakturownia, f_problem = _client(FakturowniaHook())
     crm, c_problem = _client(SugesterHook())
+    crm_for_users = _client(SugesterHook())[0] if crm is not None and config is not None else None
     f_account, c_account = _account(FakturowniaHook()), _account(SugesterHook())
     context: dict[str, Any] = {
         "user": user_name(user),
@@ -118,13 +120,27 @@ def page(user: GetUserDep, done: str | None = None) -> HTMLResponse:
         "comparable": sections.COMPARABLE_FIELDS,
         "connection_problems": [p for p in (config_problem, f_problem, c_problem) if p],
     }
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="integration-page") as pool:
+        reads = sections.ApiReads.start(pool, fakturownia, crm, crm_for_users)
+        context.update(_state_sections(reads, config, f_account, c_account))
+    return HTMLResponse(environment.get_template("page.html").render(**context))
+
+
+def _state_sections(
+    reads: sections.ApiReads, config: Any, f_account: ApiAccount | None, c_account: ApiAccount | None
+) -> dict[str, Any]:
+    """Every section, built while the API reads run; a state DB that cannot be opened is each section's problem
+    (but departments and users, which the APIs give, are still shown)."""
+    context: dict[str, Any] = {}
     try:
         store = SyncStateHook().get_conn()
     except Exception as exc:
         problem = sections.failure("the state DB", exc)
-        for name in ("runs", "quarantine", "review", "departments", "users", "check"):
+        for name in ("runs", "quarantine", "review", "check"):
             context[name] = problem
-        return HTMLResponse(environment.get_template("page.html").render(**context))
+        context.update(_api_sections(reads, config, {}))
+        context["departments"].notes.append(problem.problem)
+        return context
     # which state DB the page reads (without its password): a missing connection means the default SQLite file,
     # which on an api-server apart from the workers is not theirs, and an empty page must not look like a new one
     context["state_db"] = store.safe_url
@@ -136,21 +152,26 @@ def page(user: GetUserDep, done: str | None = None) -> HTMLResponse:
                 "the quarantine", lambda: sections.quarantine_section(store, f_account, c_account)
             ),
             review=sections.guarded("the review list", lambda: sections.review_section(store, f_account, c_account)),
-            departments=sections.guarded(
-                "departments", lambda: sections.departments_section(config, fakturownia, crm, usage.data or {})
-            ),
-            users=(
-                sections.guarded("users", lambda: sections.users_section(config, crm))
-                if config is not None and crm is not None
-                else sections.Section(problem="users: needs a valid config Variable and the CRM connection")
-            ),
             check=sections.guarded("the integration check", lambda: sections.check_section(store)),
         )
-        if usage.problem:
-            context["departments"].notes.append(usage.problem)
     finally:
         store.close()
-    return HTMLResponse(environment.get_template("page.html").render(**context))
+    context.update(_api_sections(reads, config, usage.data or {}))
+    if usage.problem:
+        context["departments"].notes.append(usage.problem)
+    return context
+
+
+def _api_sections(reads: sections.ApiReads, config: Any, usage: dict[str, Any]) -> dict[str, sections.Section]:
+    team = reads.crm_users
+    return {
+        "departments": sections.guarded("departments", lambda: sections.departments_section(config, reads, usage)),
+        "users": (
+            sections.guarded("users", lambda: sections.users_section(config, team))
+            if config is not None and team is not None
+            else sections.Section(problem="users: needs a valid config Variable and the CRM connection")
+        ),
+    }
 
 
 def _back(done: str, anchor: str) -> RedirectResponse:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -326,15 +327,36 @@ def _listed(lister: Callable[[], list[dict[str, Any]]], api: str) -> tuple[dict[
     return names, None
 
 
-def departments_section(
-    config: SyncConfig | None,
-    fakturownia: FakturowniaClient | None,
-    crm: SugesterClient | None,
-    usage: dict[str, dict[int | None, int]],
-) -> Section:
+@dataclass
+class ApiReads:
+    """The page's API reads (each system's departments, the CRM's users), started together before the state DB's
+    sections are built: a page over two APIs that hang waits for the slowest read, not for the sum of them. The CRM
+    reads go through two clients, so no client is used by two threads at once. None: no client to read with."""
+
+    fakturownia_departments: Future[Any] | None
+    crm_departments: Future[Any] | None
+    crm_users: Future[Any] | None
+
+    @classmethod
+    def start(
+        cls,
+        pool: Executor,
+        fakturownia: FakturowniaClient | None,
+        crm: SugesterClient | None,
+        crm_for_users: SugesterClient | None,
+    ) -> ApiReads:
+        return cls(
+            pool.submit(fakturownia.departments) if fakturownia else None,
+            pool.submit(crm.departments) if crm else None,
+            pool.submit(crm_users, crm_for_users) if crm_for_users else None,
+        )
+
+
+def departments_section(config: SyncConfig | None, reads: ApiReads, usage: dict[str, dict[int | None, int]]) -> Section:
     section = Section()
-    f_names, f_problem = _listed(fakturownia.departments, "Fakturownia") if fakturownia else (None, None)
-    c_names, c_problem = _listed(crm.departments, "The CRM") if crm else (None, None)
+    f_read, c_read = reads.fakturownia_departments, reads.crm_departments
+    f_names, f_problem = _listed(f_read.result, "Fakturownia") if f_read else (None, None)
+    c_names, c_problem = _listed(c_read.result, "The CRM") if c_read else (None, None)
     section.notes += [p for p in (f_problem, c_problem) if p]
     departments = DepartmentMap(config) if config is not None else None
     if config is not None and not config.department_map:
@@ -401,9 +423,10 @@ def departments_section(
 # Users -----------------------------------------------------------------------------------------------------
 
 
-def users_section(config: SyncConfig, crm: SugesterClient) -> Section:
+def users_section(config: SyncConfig, team: Future[Any]) -> Section:
+    """The pairing of `fakturownia_users` with the CRM's users (`team`: the read `ApiReads` started)."""
     own = fakturownia_users(config.fakturownia_users)
-    pairing = pair_users(own, crm_users(crm))
+    pairing = pair_users(own, team.result())
     notes = []
     if not own:
         notes.append("fakturownia_users in the config Variable lists nobody, so no Fakturownia user can be paired.")
