@@ -528,6 +528,9 @@ def test_hostile_names_messages_and_payloads_are_shown_as_text(server: UiServer)
             assert value not in html
             assert value in text  # shown, as text
         assert "<img" not in html and "<svg" not in html and "<script" not in html
+        # and were one ever to slip through, the page's policy lets no script run and nothing load from elsewhere
+        policy = server.session(ADMIN).get(server.page_url, timeout=60).headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src" not in policy and "frame-ancestors 'self'" in policy
         review = page_form(server, ADMIN, "crm:990002", "ignore")
         assert review["subject"] == "crm:990002"
         download = server.session(ADMIN).get(server.page_url + "review.csv", timeout=60).content.decode("utf-8")
