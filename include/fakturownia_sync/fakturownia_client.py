@@ -37,23 +37,6 @@ class FakturowniaClient:
         """The invoice's page in the Fakturownia app (for a logged-in user; no token in it)."""
         return f"{self.account.base_url}/invoices/{invoice_id}"
 
-    def iter_pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Yield one page (a list) at a time, so callers stream instead of collecting history in memory."""
-        page = 1
-        while True:
-            items = self.transport.request(
-                "GET", path, params={**(params or {}), "page": page, "per_page": PER_PAGE}, expect=LIST
-            )
-            items = items or []
-            yield items
-            if len(items) < PER_PAGE:
-                return
-            page += 1
-
-    def iter_invoice_pages_by_update(self) -> Iterator[list[dict[str, Any]]]:
-        """Sales invoices, most recently updated first: the incremental sweep's source."""
-        return self.iter_pages("/invoices.json", {"period": "all", "order": "updated_at.desc"})
-
     def fetch_page(self, path: str, params: dict[str, Any], page: int, per_page: int) -> list[dict[str, Any]]:
         """One page of a list at any `per_page` up to 100: what `sweep.Sweep` reads (overlapping pages)."""
         items = self.transport.request("GET", path, params={**params, "page": page, "per_page": per_page}, expect=LIST)
