@@ -291,6 +291,32 @@ def test_a_decision_on_an_entry_that_changed_after_the_page_showed_it_stores_not
         _set_review_entry(server, entry["subject"], crm_client_id=entry["crm_client_id"])
 
 
+def test_they_are_different_is_offered_and_taken_only_for_a_pair_named_on_both_sides(server: UiServer) -> None:
+    """A same-side duplicate or a record alone has no pair to tell apart: the sync could only refuse such a
+    decision, so the page neither offers it nor stores it."""
+    store = server.store()
+    try:
+        entries = store.open_client_review()
+        before = len(store.review_decision_audit())
+    finally:
+        store.close()
+    one_sided = [e for e in entries if e["fakturownia_client_id"] is None or e["crm_client_id"] is None]
+    assert one_sided, "the seed must hold an entry naming one side only (a same-side duplicate)"
+    admin = server.session(ADMIN)
+    html = admin.get(server.page_url, timeout=60).text
+    for entry in one_sided:
+        assert not offers(html, entry["subject"], "different") and offers(html, entry["subject"], "ignore")
+    assert any(offers(html, e["subject"], "different") for e in entries if e not in one_sided)
+    forged = {**decision_form(html, one_sided[0]["subject"], "ignore"), "decision": "different"}
+    response = admin.post(server.page_url + "review-decision", data=forged, allow_redirects=False, timeout=30)
+    assert response.status_code == 400 and "names one side only" in response.text
+    store = server.store()
+    try:
+        assert len(store.review_decision_audit()) == before
+    finally:
+        store.close()
+
+
 def test_forged_and_junk_decisions_store_nothing(server: UiServer) -> None:
     store = server.store()
     try:

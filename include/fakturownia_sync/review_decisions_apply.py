@@ -17,10 +17,11 @@ systems as they are now, and what it changes is merged and created in the same r
 |           | evidence (`review_evidence`: reason, records named, candidates); a       |                              |
 |           | different finding opens it again; nothing is written anywhere            |                              |
 
-`link` and `different` need both a Fakturownia and a CRM id. A later decision on the same subject supersedes one
-not applied yet (marked as superseded, nothing done). Applied decisions keep acting on later runs
-(`applied_review_decisions`): every `different` keeps its pair apart (deciding "different" on each candidate an
-entry shows in turn works through an ambiguous entry), an `ignore` keeps its entry closed.
+`link` and `different` need both a Fakturownia and a CRM id (`PAIR_DECISIONS`; the page offers them only then). A
+later decision on the same subject supersedes one not applied yet (marked as superseded, nothing done). Applied
+decisions keep acting on later runs (`applied_review_decisions`): every `different` keeps its pair apart (deciding
+"different" on each candidate an entry shows in turn works through an ambiguous entry), an `ignore` keeps its
+entry closed.
 
 Exactly once: a decision is acted on first and marked applied after; only the first run to mark it counts
 (`mark_review_decision_applied`), and acting is idempotent: a link already between the two records is that

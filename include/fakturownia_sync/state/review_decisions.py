@@ -13,6 +13,8 @@ from fakturownia_sync.state.schema import review_decisions
 # link: the two records are one company, link them; different: two companies, create each on the other side
 # (the resemblance no longer holds either back); ignore: stop showing this entry, change nothing.
 REVIEW_DECISIONS = ("link", "different", "ignore")
+# The decisions about a pair: they name a Fakturownia client and a CRM client, or cannot be applied.
+PAIR_DECISIONS = frozenset({"link", "different"})
 SUPERSEDED = "Superseded by decision #"  # how the outcome of a decision replaced before it was applied begins
 
 
@@ -86,6 +88,18 @@ class ReviewDecisionsStore(StoreEngine):
                 .order_by(table.c.id)
             )
             return [dict(row._mapping) for row in rows]
+
+    def told_apart_in_force(self) -> set[tuple[int, int]]:
+        """(Fakturownia id, CRM id) pairs a person told apart that the client sync keeps apart: every applied
+        `different` not superseded, and a pending one that is its subject's latest pending decision (the next
+        client sync applies it before it matches, so every sync must honour it from the moment it is made)."""
+        latest = {row["subject"]: row for row in self.pending_review_decisions()}.values()
+        rows = [*self.applied_review_decisions("different"), *(row for row in latest if row["decision"] == "different")]
+        return {
+            (int(row["fakturownia_client_id"]), int(row["crm_client_id"]))
+            for row in rows
+            if row["fakturownia_client_id"] and row["crm_client_id"]
+        }
 
     def review_decision_audit(self, limit: int = 200) -> list[dict[str, Any]]:
         """The newest decisions first, applied or not."""

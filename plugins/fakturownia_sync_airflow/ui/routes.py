@@ -28,7 +28,7 @@ from fakturownia_sync.accounts import ApiAccount
 from fakturownia_sync.errors import ConfigError
 from fakturownia_sync.review import REVIEW_FILE, write_review_csv
 from fakturownia_sync.state import StateStore
-from fakturownia_sync.state.review_decisions import REVIEW_DECISIONS
+from fakturownia_sync.state.review_decisions import PAIR_DECISIONS, REVIEW_DECISIONS
 from fakturownia_sync.transport import RetryPolicy
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
 from fakturownia_sync_airflow.tasks import load_sync_config
@@ -233,6 +233,11 @@ def decide_review(
         else:
             # Taken from the entry, not the form: a decision is about the records the entry names.
             fakturownia_client_id, crm_client_id = entry["fakturownia_client_id"], entry["crm_client_id"]
+            if decision in PAIR_DECISIONS and (fakturownia_client_id is None or crm_client_id is None):
+                raise HTTPException(
+                    status.HTTP_400_BAD_REQUEST,
+                    f"'{decision}' needs a Fakturownia client and a CRM client, and this entry names one side only",
+                )
         store.record_review_decision(
             subject,
             decision,

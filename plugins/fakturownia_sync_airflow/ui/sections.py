@@ -264,6 +264,14 @@ def link_candidates(entry: dict[str, Any]) -> list[tuple[int, int]]:
     return pairs
 
 
+def others_decisions(entry: dict[str, Any], linked: list[tuple[int, int]]) -> list[str]:
+    """The decisions besides 'link' the page offers for an entry: 'different' only for a pair it names on both sides
+    (`PAIR_DECISIONS`: a same-side duplicate or a record alone has no pair to tell apart) that is not linked (a
+    linked pair stays linked); 'ignore' always."""
+    named = entry.get("fakturownia_client_id") is not None and entry.get("crm_client_id") is not None
+    return ["different", "ignore"] if named and not linked else ["ignore"]
+
+
 def evidence_mark(entry: dict[str, Any]) -> str:
     """A short fingerprint of what a review entry rests on (`review_evidence`: reason, records, candidates). The
     page puts it in every decision form, so a decision is stored only about the entry the person saw: a client
@@ -284,6 +292,7 @@ def review_section(store: StateStore, fakturownia: ApiAccount | None, crm: ApiAc
     entries = []
     for row in rows:
         suggestions = [s for s in row.get("suggestions") or [] if isinstance(s, dict)]
+        linked = [(f, c) for f, c in candidates[row["subject"]] if crm_of.get(f) == c]
         f_card = _client_card(row["fakturownia_record"], "fakturownia", fakturownia)
         c_card = _client_card(row["crm_record"], "crm", crm)
         entries.append(
@@ -299,10 +308,11 @@ def review_section(store: StateStore, fakturownia: ApiAccount | None, crm: ApiAc
                 "compared": compared_fields(f_card, c_card),
                 "suggestions": [{**s, "url": _suggestion_url(s, fakturownia, crm)} for s in suggestions],
                 # a pair already linked is shown as such; a record linked to another one cannot be linked again
-                "linked": [(f, c) for f, c in candidates[row["subject"]] if crm_of.get(f) == c],
+                "linked": linked,
                 "candidates": [
                     (f, c) for f, c in candidates[row["subject"]] if f not in crm_of and c not in fakturownia_of
                 ],
+                "others": others_decisions(row, linked),
                 "pending": pending.get(row["subject"]),
                 "first_seen_at": row["first_seen_at"],
                 "last_seen_at": row["last_seen_at"],
