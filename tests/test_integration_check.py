@@ -207,6 +207,14 @@ def test_webhooks_missing_with_another_token_or_without_an_api(sandbox: SandboxP
     assert any("connection 'fakturownia_webhook' has no token" in t for t in texts(no_token, "webhooks", False))
 
 
+def latest_check(state_db: Path) -> dict[str, Any] | None:
+    store = StateStore.open(f"sqlite:///{state_db}")
+    try:
+        return store.latest_integration_check()
+    finally:
+        store.close()
+
+
 def test_the_dag_stores_its_report_fails_naming_the_problem_and_alerts(airflow_env, sandbox, tmp_path: Path) -> None:
     crm = connect_apis(SyncEndpoints.of(sandbox), policy=FAST)[1]
     foreign = crm.create_deal({"name": "Faktura z integracji CRM", "url": f"{sandbox.fakturownia_url}/invoices/5"})
@@ -224,11 +232,7 @@ def test_the_dag_stores_its_report_fails_naming_the_problem_and_alerts(airflow_e
     assert "The integration check found 1 problem(s): (1) 1 of 1 CRM deals link to Fakturownia invoices" in output
     for secret in (FAKTUROWNIA_TOKEN, SUGESTER_TOKEN, WEBHOOK_TOKEN):
         assert secret not in output
-    store = StateStore.open(f"sqlite:///{state_db}")
-    try:
-        latest = store.latest_integration_check()
-    finally:
-        store.close()
+    latest = latest_check(state_db)
     assert latest is not None and latest["ok"] is False
     [vendor] = [s for s in latest["report"]["sections"] if "built-in" in s["title"]]
     assert vendor["ok"] is False and vendor["items"][0]["details"][0]["id"] == foreign["id"]
@@ -268,11 +272,7 @@ def test_a_config_that_does_not_validate_is_the_report_stored_in_place_of_an_old
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert "The integration check found 1 problem(s): (1) Variable 'fakturownia_sync_config' is invalid" in output
-    store = StateStore.open(f"sqlite:///{state_db}")
-    try:
-        latest = store.latest_integration_check()
-    finally:
-        store.close()
+    latest = latest_check(state_db)
     assert latest is not None and latest["ok"] is False
     [problem] = latest["report"]["problems"]
     assert "key 'alerts.review_growth': must be at least 1" in problem
