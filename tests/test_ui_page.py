@@ -317,6 +317,39 @@ def test_they_are_different_is_offered_and_taken_only_for_a_pair_named_on_both_s
         store.close()
 
 
+def test_a_second_person_deciding_on_a_page_that_did_not_show_the_first_decision_stores_nothing(
+    server: UiServer,
+) -> None:
+    """Two people open the page; one decides. The other's click, made without seeing that decision, must not
+    silently replace it: they are sent back to the page, which now shows it, and decide again from there."""
+    store = server.store()
+    try:
+        pending = {d["subject"] for d in store.pending_review_decisions()}
+        entry = next(e for e in store.open_client_review() if e["subject"] not in pending)
+        before = len(store.review_decision_audit())
+    finally:
+        store.close()
+    admin = server.session(ADMIN)
+    html = admin.get(server.page_url, timeout=60).text  # both people's page
+    first, second = decision_form(html, entry["subject"], "ignore"), decision_form(html, entry["subject"], "ignore")
+    assert first["seen_decision"] == ""
+    decided = admin.post(server.page_url + "review-decision", data=first, allow_redirects=False, timeout=30)
+    assert decided.headers["location"] == "./?done=decided#review"
+    late = admin.post(server.page_url + "review-decision", data=second, allow_redirects=False, timeout=30)
+    assert (late.status_code, late.headers["location"]) == (303, "./?done=review_decided_meanwhile#review")
+    store = server.store()
+    try:
+        assert len(store.review_decision_audit()) == before + 1
+    finally:
+        store.close()
+    page = admin.get(server.page_url + "?done=review_decided_meanwhile", timeout=60).text
+    assert "Someone else decided on that review entry after the page showed it" in text_of(page)
+    again = decision_form(page, entry["subject"], "ignore")
+    assert again["seen_decision"] != ""  # the page shows the waiting decision, and a decision made seeing it stands
+    replaced = admin.post(server.page_url + "review-decision", data=again, allow_redirects=False, timeout=30)
+    assert replaced.headers["location"] == "./?done=decided#review"
+
+
 def test_forged_and_junk_decisions_store_nothing(server: UiServer) -> None:
     store = server.store()
     try:

@@ -53,6 +53,10 @@ NOTICES = {
     "retry_gone": "That quarantine entry is no longer open; nothing was changed.",
     "decided": "Decision stored; the next client sync applies it.",
     "review_gone": "That review entry is no longer open (a client sync resolved it); nothing was stored.",
+    "review_decided_meanwhile": (
+        "Someone else decided on that review entry after the page showed it; nothing was stored. Their decision is "
+        "shown below: decide again to replace it."
+    ),
     "review_changed": (
         "That review entry changed after the page showed it (a client sync found other records or another reason); "
         "nothing was stored. Look at it again below and decide on what it shows now."
@@ -214,9 +218,12 @@ def decide_review(
     evidence: Annotated[str, Form(max_length=MAX_FORM_VALUE)],
     fakturownia_client_id: Annotated[int | None, Form()] = None,
     crm_client_id: Annotated[int | None, Form()] = None,
+    seen_decision: Annotated[int | None, Form()] = None,
 ) -> RedirectResponse:
-    """Store a decision on the entry as the page showed it (`evidence`, see `sections.evidence_mark`): an entry
-    resolved or changed since then stores nothing and says so, as a second person's stale click would."""
+    """Store a decision on the entry as the page showed it: its evidence (`sections.evidence_mark`) and the
+    decision waiting on it, if any (`seen_decision`). An entry resolved or changed since then, or decided on by
+    someone else meanwhile, stores nothing and says so: a later decision replaces a waiting one, so it must be
+    made by someone who saw that one."""
     require_run_access(request, user, sections.CLIENTS_DAG)
     if decision not in REVIEW_DECISIONS:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Unknown decision")
@@ -226,6 +233,9 @@ def decide_review(
             return _back("review_gone", "review")
         if evidence != sections.evidence_mark(entry):
             return _back("review_changed", "review")
+        waiting = [d["id"] for d in store.pending_review_decisions() if d["subject"] == subject]
+        if (waiting[-1] if waiting else None) != seen_decision:
+            return _back("review_decided_meanwhile", "review")
         if decision == "link":
             pair = (fakturownia_client_id, crm_client_id)
             if pair not in sections.link_candidates(entry):
