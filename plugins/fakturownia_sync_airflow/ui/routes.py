@@ -32,7 +32,7 @@ from fakturownia_sync.state.review_decisions import PAIR_DECISIONS, REVIEW_DECIS
 from fakturownia_sync.transport import RetryPolicy
 from fakturownia_sync_airflow.hooks import FakturowniaHook, SugesterHook, SyncStateHook
 from fakturownia_sync_airflow.tasks import load_sync_config
-from fakturownia_sync_airflow.ui import sections
+from fakturownia_sync_airflow.ui import api_sections, sections
 from fakturownia_sync_airflow.ui.auth import PAGE_ACCESS, acting_user, require_run_access, user_name
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -136,13 +136,13 @@ def page(user: GetUserDep, done: str | None = None) -> HTMLResponse:
         "connection_problems": [p for p in (config_problem, f_problem, c_problem) if p],
     }
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="integration-page") as pool:
-        reads = sections.ApiReads.start(pool, fakturownia, crm, crm_for_users)
+        reads = api_sections.ApiReads.start(pool, fakturownia, crm, crm_for_users)
         context.update(_state_sections(reads, config, f_account, c_account))
     return HTMLResponse(environment.get_template("page.html").render(**context), headers=PAGE_HEADERS)
 
 
 def _state_sections(
-    reads: sections.ApiReads, config: Any, f_account: ApiAccount | None, c_account: ApiAccount | None
+    reads: api_sections.ApiReads, config: Any, f_account: ApiAccount | None, c_account: ApiAccount | None
 ) -> dict[str, Any]:
     """Every section, built while the API reads run; a state DB that cannot be opened is each section's problem
     (but departments and users, which the APIs give, are still shown)."""
@@ -177,12 +177,12 @@ def _state_sections(
     return context
 
 
-def _api_sections(reads: sections.ApiReads, config: Any, usage: dict[str, Any]) -> dict[str, sections.Section]:
+def _api_sections(reads: api_sections.ApiReads, config: Any, usage: dict[str, Any]) -> dict[str, sections.Section]:
     team = reads.crm_users
     return {
-        "departments": sections.guarded("departments", lambda: sections.departments_section(config, reads, usage)),
+        "departments": sections.guarded("departments", lambda: api_sections.departments_section(config, reads, usage)),
         "users": (
-            sections.guarded("users", lambda: sections.users_section(config, team))
+            sections.guarded("users", lambda: api_sections.users_section(config, team))
             if config is not None and team is not None
             else sections.Section(problem="users: needs a valid config Variable and the CRM connection")
         ),
