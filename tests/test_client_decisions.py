@@ -2,20 +2,26 @@
 
 Random record sets over small key alphabets, so that NIPs, e-mails, external-id hints, links and junk tax ids
 collide often, go through both entry points; every record of both sides must get the same decision,
-refusals included. Plus the creation rule (`holds_back`) and the anonymous buyer key.
+refusals included, with pairs a person told apart ("different" on the review list) fed to both. The matcher's
+told-apart rule gives the answer the client sync's `ReviewDecisions.release` gives. Plus the creation rule
+(`holds_back`) and the anonymous buyer key.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakturownia_sync.bulk_matching import crm_frame, fakturownia_frame, match_client_bases
+from fakturownia_sync.client_bases import ClientBases
 from fakturownia_sync.client_decisions import WALK_IN_BUYER_KEY, anonymous_buyer_key, decision_of, holds_back
 from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.client_matching import BUYER_ID, CRM, FAKTUROWNIA, CrmClientIndex
+from fakturownia_sync.review_decisions_apply import ReviewDecisions
+from fakturownia_sync.state import ClientLink
 
 F_IDS = list(range(1, 9))
 C_IDS = list(range(101, 109))
@@ -36,7 +42,7 @@ def _common(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def bases(draw: st.DrawFn) -> tuple[list[dict], list[dict], list[tuple[int, int]]]:
+def bases(draw: st.DrawFn) -> tuple[list[dict], list[dict], list[tuple[int, int]], list[tuple[int, int]]]:
     f_ids = draw(st.lists(st.sampled_from(F_IDS), unique=True, max_size=len(F_IDS)))
     c_ids = draw(st.lists(st.sampled_from(C_IDS), unique=True, max_size=len(C_IDS)))
     fakturownia = [
@@ -54,11 +60,11 @@ def bases(draw: st.DrawFn) -> tuple[list[dict], list[dict], list[tuple[int, int]
             links.append((f, c))
             used_f.add(f)
             used_c.add(c)
-    return fakturownia, crm, links
+    apart = draw(st.lists(st.tuples(st.sampled_from(f_ids or [1]), st.sampled_from(c_ids or [101])), max_size=3))
+    return fakturownia, crm, links, apart
 
 
-def _bulk_decisions(fakturownia: list[dict], crm: list[dict], links: list[tuple[int, int]]) -> dict:
-    match = match_client_bases(fakturownia_frame(fakturownia), crm_frame(crm), links)
+def _outcomes(match, fakturownia: list[dict], crm: list[dict], links: list[tuple[int, int]]) -> dict:
     partners = {FAKTUROWNIA: dict(links), CRM: {c: f for f, c in links}}
     decided = {}
     for side, records in ((FAKTUROWNIA, fakturownia), (CRM, crm)):
@@ -67,20 +73,40 @@ def _bulk_decisions(fakturownia: list[dict], crm: list[dict], links: list[tuple[
     return decided
 
 
+def _bulk_decisions(fakturownia: list[dict], crm: list[dict], links: list[tuple[int, int]], apart=()) -> dict:
+    match = match_client_bases(fakturownia_frame(fakturownia), crm_frame(crm), links, apart)
+    return _outcomes(match, fakturownia, crm, links)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bases())
 def test_per_record_lookup_and_bulk_matcher_decide_every_record_alike(data) -> None:
-    fakturownia, crm, links = data
-    expected = _bulk_decisions(fakturownia, crm, links)
-    index = CrmClientIndex(crm, fakturownia, links)
+    fakturownia, crm, links, apart = data
+    expected = _bulk_decisions(fakturownia, crm, links, apart)
+    index = CrmClientIndex(crm, fakturownia, links, apart)
     for (side, record_id), outcome in expected.items():
         assert index.decide(side, record_id).outcome == outcome, (side, record_id)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bases())
+def test_the_matcher_keeps_apart_what_the_client_sync_releases(data) -> None:
+    """The matcher given the told-apart pairs decides every record as the client sync's own step does: the
+    matcher without them, then `ReviewDecisions.release` over `ClientBases.told_apart`."""
+    fakturownia, crm, links, apart = data
+    bases = ClientBases(store=None, apart=set(apart))  # type: ignore[arg-type]  # release reads links only
+    for f, c in links:
+        bases.set_link(ClientLink(f, c, "nip", None))
+    account = SimpleNamespace(account=SimpleNamespace(token="secret"))
+    decisions = ReviewDecisions(account, None, None, bases, None, None)  # type: ignore[arg-type]
+    released = decisions.release(match_client_bases(fakturownia_frame(fakturownia), crm_frame(crm), links))
+    assert _bulk_decisions(fakturownia, crm, links, apart) == _outcomes(released, fakturownia, crm, links)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bases(), st.builds(dict, tax_no=st.sampled_from(TAX_NOS), email=st.sampled_from(EMAILS)))
 def test_a_buyer_without_a_card_is_decided_as_one_more_record_of_the_base(data, keys) -> None:
-    fakturownia, crm, links = data
+    fakturownia, crm, links, _apart = data
     buyer = {"name": "Delta Serwis", "post_code": "00-001", **keys}
     index = CrmClientIndex(crm, fakturownia, links)
     decision = index.match_buyer(buyer)

@@ -25,6 +25,9 @@ that address without a NIP stay under review, since nothing says which company t
 
 Candidate pairs come from joins on the keys (blocking), never from all pairs. A key shared by more than
 `MAX_BLOCK_PAIRS` pairs is not expanded: its free records go to review as ambiguous.
+
+A person's word beats every key: the pairs told apart on the review page (`apart`) are kept apart by
+`kept_apart.keep_apart`, the last step of the matcher, whichever sync asks.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import pandas as pd
 from fakturownia_sync.client_fields import FAKTUROWNIA_CLIENT_KEY
 from fakturownia_sync.client_keys import email_keys, names_unrelated_pairs, tax_keys
 from fakturownia_sync.ids import as_id
+from fakturownia_sync.kept_apart import keep_apart
 from fakturownia_sync.sugester_client import external_ids_of
 
 MAX_BLOCK_PAIRS = 400
@@ -230,11 +234,16 @@ def _same_side_duplicates(side: _Side, other: _Side, key: str, *, distinct_tax: 
 
 
 def match_client_bases(
-    fakturownia: pd.DataFrame, crm: pd.DataFrame, links: Iterable[tuple[int, int]] = ()
+    fakturownia: pd.DataFrame,
+    crm: pd.DataFrame,
+    links: Iterable[tuple[int, int]] = (),
+    apart: Iterable[tuple[int, int]] = (),
 ) -> BulkMatch:
-    """Match two client bases (frames from `fakturownia_frame` / `crm_frame`) given the existing links."""
+    """Match two client bases (frames from `fakturownia_frame` / `crm_frame`) given the existing links and
+    the (Fakturownia id, CRM id) pairs a person told apart."""
     f, c = _Side(FAKTUROWNIA, fakturownia), _Side(CRM, crm)
-    linked = pd.DataFrame(list(links), columns=["f", "c"], dtype=np.int64)
+    links = list(links)
+    linked = pd.DataFrame(links, columns=["f", "c"], dtype=np.int64)
     f.status.loc[linked["f"][linked["f"].isin(f.ids)].to_numpy()] = LINKED
     c.status.loc[linked["c"][linked["c"].isin(c.ids)].to_numpy()] = LINKED
     matches: list[pd.DataFrame] = []
@@ -272,13 +281,14 @@ def match_client_bases(
         if reviews
         else pd.DataFrame(columns=["side", "id", "reason", "candidates"])
     )
-    return BulkMatch(
+    match = BulkMatch(
         matches=found.astype(columns),
         review=review,
         unmatched_fakturownia=f.status.index[f.status.to_numpy() == FREE].to_numpy(),
         unmatched_crm=c.status.index[c.status.to_numpy() == FREE].to_numpy(),
         notes=pd.concat(notes, ignore_index=True),
     )
+    return keep_apart(match, links, apart)
 
 
 def _release_shared_address_holders(side: _Side, f: _Side, c: _Side) -> pd.DataFrame:

@@ -7,7 +7,8 @@ client card). So there is one: this index runs `match_client_bases` itself, over
 i.e. every record, on either side, that shares a key with it (tax id, e-mail, external ids), and every record
 sharing a key with those, and so on. Every stage of the matcher only relates records that share a key, so
 the component decides a record exactly as both whole bases would (a property test holds the two to the same
-answer). Existing links come along, so a linked record is never matched again.
+answer). Existing links come along, so a linked record is never matched again, and so do the pairs a person
+told apart on the review page (`apart`): the matcher keeps them apart here as it does in the client sync.
 
 A buyer typed on a document without a client card is first looked for among the Fakturownia client cards
 (the same valid tax id on one card, else the same e-mail on one card that no tax id or name contradicts):
@@ -50,7 +51,9 @@ class CrmClientIndex:
         crm_clients: Iterable[dict[str, Any]] = (),
         fakturownia_clients: Iterable[dict[str, Any]] = (),
         links: Iterable[tuple[int, int]] = (),
+        apart: Iterable[tuple[int, int]] = (),
     ) -> None:
+        self.apart = {(int(f), int(c)) for f, c in apart}  # (Fakturownia id, CRM id) pairs a person told apart
         self.records: dict[str, dict[int, dict[str, Any]]] = {FAKTUROWNIA: {}, CRM: {}}
         self.partner: dict[str, dict[int, int]] = {FAKTUROWNIA: {}, CRM: {}}
         self._tax: dict[str, set[Node]] = defaultdict(set)
@@ -208,6 +211,7 @@ class CrmClientIndex:
             fakturownia_frame(self.records[FAKTUROWNIA][i] for i in f_ids),
             crm_frame(self.records[CRM][i] for i in c_ids),
             links,
+            self.apart,
         )
         decisions = {node: decision_of(match, node[0], node[1], self.partner[node[0]]) for node in component}
         if cache:

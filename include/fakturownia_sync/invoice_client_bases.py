@@ -6,7 +6,9 @@ the Fakturownia client cards and the CRM's clients once, page by page, with the 
 backfill hands both bases in instead, read once for all its windows (`use`). A card newer than that pass is
 read alone when an invoice names it. Every CRM client the run creates is added at once, and again to an index
 read anew after a lost answer (`reload`) while other threads were creating, so no thread decides against a base
-that lacks a client this run made.
+that lacks a client this run made. The pairs a person told apart on the client review list are read with the
+links (`StateStore.told_apart_in_force`): the invoices sync keeps them apart even before the client sync has
+applied the decision, by the matcher's own rule.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class InvoiceClientBases:
             if self._index is None or reload:
                 cards = [card for card in self._cards.values() if card is not None]
                 links = [(link.fakturownia_client_id, link.crm_client_id) for link in self.store.all_client_links()]
-                index = CrmClientIndex(handed if handed is not None else self.crm.iter_clients(), cards, links)
+                apart = self.store.told_apart_in_force()
+                index = CrmClientIndex(handed if handed is not None else self.crm.iter_clients(), cards, links, apart)
                 for created in self._created:  # created by other threads while the scan ran
                     index.add(created)
                 self._index = index
