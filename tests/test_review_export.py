@@ -55,7 +55,7 @@ def test_review_csv_neutralises_a_crm_client_named_like_a_formula(store: StateSt
     assert not any(value.startswith(("=", "+", "-", "@", "\t", "\r")) for value in row.values())
 
 
-@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", " =1+1", "   @SUM(A1)"])
 def test_every_formula_trigger_gets_a_leading_quote(text: str) -> None:
     assert neutralise(text) == "'" + text
 

@@ -168,3 +168,13 @@ def test_an_unreachable_state_server_is_named_without_its_password() -> None:
     message = str(raised.value)
     assert "cannot connect to the state DB at postgresql+psycopg://someone:***@127.0.0.1:1/state" in message
     assert "s3cret-pw" not in message
+
+
+def test_a_very_long_user_name_is_kept_clipped_on_every_database(store: StateStore) -> None:
+    """Who decided or asked for a retry comes from the auth manager; an absurdly long name must not lose the act."""
+    name = "ktoś-" + "x" * 400
+    store.record_review_decision("fakturownia:1", "ignore", name, 1, None)
+    assert store.review_decision_audit()[0]["decided_by"] == name[:250]
+    store.quarantine("invoices", 9, "malformed_date", "bad date", {"id": 9}, None)
+    assert store.request_quarantine_retry("invoices", 9, name)
+    assert store.open_quarantine("invoices")[0].retry_requested_at is not None

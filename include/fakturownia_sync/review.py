@@ -98,8 +98,10 @@ class UnsafeExportPath(ConfigError):
 
 
 def neutralise(value: Any) -> Any:
-    """A cell a spreadsheet shows as text: formula-like text gets a leading `'`; numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+    """A cell a spreadsheet shows as text: formula-like text gets a leading `'`; numbers stay numbers.
+
+    Leading spaces count as nothing: some spreadsheets trim them and then read `" =1+1"` as a formula."""
+    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_TRIGGERS):
         return "'" + value
     return value
 

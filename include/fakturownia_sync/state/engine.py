@@ -39,6 +39,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Who did something (a decision, a retry asked for) is stored in 250 characters: the names Airflow's auth
+# managers give are far shorter, and PostgreSQL refuses a longer value where SQLite would keep it.
+PERSON_NAME_LENGTH = 250
+
+
+def clip_name(name: str) -> str:
+    return name[:PERSON_NAME_LENGTH]
+
+
 def default_state_url() -> str:
     """An SQLite file under `$AIRFLOW_HOME` (or the working directory), used when no URL is configured."""
     home = Path(os.environ.get("AIRFLOW_HOME") or Path.cwd())

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from fakturownia_sync.state.engine import StoreEngine, utcnow
+from fakturownia_sync.state.engine import StoreEngine, clip_name, utcnow
 from fakturownia_sync.state.schema import quarantine
 
 
@@ -82,7 +82,7 @@ class QuarantineStore(StoreEngine):
                         quarantine.c.record_id == str(record_id),
                         quarantine.c.resolved_at.is_(None),
                     )
-                    .values(retry_requested_at=utcnow(), retry_requested_by=requested_by)
+                    .values(retry_requested_at=utcnow(), retry_requested_by=clip_name(requested_by))
                 ).rowcount
             )
 

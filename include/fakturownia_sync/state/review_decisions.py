@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import insert, not_, select, update
 
-from fakturownia_sync.state.engine import StoreEngine, utcnow
+from fakturownia_sync.state.engine import StoreEngine, clip_name, utcnow
 from fakturownia_sync.state.schema import review_decisions
 
 # link: the two records are one company, link them; different: two companies, create each on the other side
@@ -40,7 +40,7 @@ class ReviewDecisionsStore(StoreEngine):
                         decision=decision,
                         fakturownia_client_id=fakturownia_client_id,
                         crm_client_id=crm_client_id,
-                        decided_by=decided_by,
+                        decided_by=clip_name(decided_by),
                         decided_at=utcnow(),
                     )
                 ).inserted_primary_key[0]
