@@ -64,6 +64,14 @@ class DepartmentMap:
         self._none_to_crm = config.no_department.crm_department_id
         self._none_to_fakturownia = config.no_department.fakturownia_department_id
 
+    def pairs(self) -> list[tuple[int, int]]:
+        """(Fakturownia department, CRM department) of every pair, in the config's order (for reports)."""
+        return list(self._to_crm.items())
+
+    def no_department_targets(self) -> dict[str, int | None]:
+        """What a record with no department gets on each side, keyed as in `no_department` (for reports)."""
+        return {"crm_department_id": self._none_to_crm, "fakturownia_department_id": self._none_to_fakturownia}
+
     def to_crm(self, fakturownia_department_id: int | None, subject: str = "") -> int | None:
         """The CRM department for a Fakturownia one (None: write no department).
 

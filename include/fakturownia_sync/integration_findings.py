@@ -55,8 +55,7 @@ def department_items(
         )
         return [item(None, f"department_map is empty: departments are not synced ({listed}).", details)]
     items = []
-    for pair in config.department_map:
-        fk, crm_id = pair.fakturownia_department_id, pair.crm_department_id
+    for fk, crm_id in mapping.pairs():
         missing = [
             f"{side} has no department {i}"
             for side, i in (("Fakturownia", fk), ("CRM", crm_id))
@@ -66,11 +65,12 @@ def department_items(
             items.append(item(False, f"department_map pair {fk} ↔ {crm_id}: {' and '.join(missing)}; fix the pair."))
         else:
             items.append(item(True, f"Mapped: {_named(names['Fakturownia'][fk])} ↔ {_named(names['CRM'][crm_id])}."))
+    targets = mapping.no_department_targets()
     for other, key in (
         ("CRM", "crm_department_id"),
         ("Fakturownia", "fakturownia_department_id"),
     ):
-        target = getattr(config.no_department, key)
+        target = targets[key]
         if target is not None and target not in names[other]:
             items.append(item(False, f"no_department.{key} is {target}, which {other} does not have."))
     for row in details["fakturownia"] + details["crm"]:
