@@ -33,19 +33,12 @@ from fakturownia_sync.deal_clients import DealClients
 from fakturownia_sync.deal_invoice_writer import DealInvoiceWriter
 from fakturownia_sync.deal_statuses import resolve_statuses
 from fakturownia_sync.departments import DepartmentMap
-from fakturownia_sync.errors import (
-    ApiAuthError,
-    ApiNotFound,
-    ApiRejected,
-    ApiUnavailable,
-    RecordDeferred,
-    RecordError,
-    SyncError,
-)
+from fakturownia_sync.errors import ApiNotFound, SyncError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
 from fakturownia_sync.ids import as_id
 from fakturownia_sync.invoice_from_deal import check_deal, invoice_payload
 from fakturownia_sync.quarantine_retry import nothing_new
+from fakturownia_sync.record_outcome import RecordStream, handle_record
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.run_summary import ApiCalls, api_calls
 from fakturownia_sync.state import QuarantineEntry, StateStore
@@ -130,6 +123,11 @@ class DealsToInvoices:
             owner=owner, stale_claim_minutes=stale_claim_minutes, clock=clock,
         )  # fmt: skip
         self._secrets = (fakturownia.account.token, crm.account.token)
+        self._stream = RecordStream(
+            kind="deal", stream=STREAM, store=store, count=self.summary.add,
+            count_reason=lambda reason: self.summary.quarantined_by_reason.update((reason,)), secrets=self._secrets,
+            fingerprint=config.fingerprint,
+        )  # fmt: skip
         self._api_calls_before = api_calls(fakturownia, crm)  # the clients may have served earlier runs
 
     # The run -------------------------------------------------------------------------------------------
@@ -214,33 +212,8 @@ class DealsToInvoices:
     # One deal ------------------------------------------------------------------------------------------
 
     def handle(self, deal: dict[str, Any]) -> None:
-        """Give one marked deal its invoice, or quarantine the deal with a reason."""
-        deal_id = deal.get("id")
-        try:
-            done = self._handle(deal)
-        except RecordDeferred as exc:
-            log.info("%s; left for a later run", exc)
-            self.summary.add("deals_deferred")
-            return
-        except RecordError as exc:
-            self._quarantine(deal, exc.reason, exc.message)
-            return
-        except ApiRejected as exc:
-            self._quarantine(deal, f"{exc.api.lower()}_rejected", exc.message)
-            return
-        except (ApiAuthError, ApiUnavailable):
-            raise
-        except Exception as exc:
-            log.exception("deal %s: unexpected error", deal_id)
-            self._quarantine(deal, "unexpected_error", redact(f"{type(exc).__name__}: {exc}", self._secrets))
-            return
-        if done and self.store.resolve_quarantine(STREAM, str(deal_id)):
-            self.summary.add("quarantine_resolved")
-
-    def _quarantine(self, deal: dict[str, Any], reason: str, message: str) -> None:
-        log.warning("deal %s quarantined: %s: %s", deal.get("id"), reason, message)
-        self.summary.quarantined_by_reason[reason] += 1
-        self.store.quarantine(STREAM, str(deal.get("id")), reason, message, deal, self.config.fingerprint())
+        """Give one marked deal its invoice, or quarantine the deal with a reason (`record_outcome`)."""
+        handle_record(self._stream, deal, lambda: self._handle(deal))
 
     def _handle(self, deal: dict[str, Any]) -> bool:
         """True once the deal has its invoice and the write-back is done (or it needs none)."""

@@ -11,10 +11,9 @@ whose outcome is unknown) is handled here, one at a time, by one of the run's wr
 - otherwise its buyer's CRM client is found or created (`invoice_clients`), its deal is built
   (`deal_mapping.build_deal`) and written exactly once (`deal_writer`).
 
-A record that cannot be processed is quarantined with its reason and the run carries on: the reason of a
-`RecordError`, `<api>_rejected` with the API's message, or `unexpected_error` (redacted). A create in flight
-in another run defers the invoice to a later run. Only an API that cannot be reached or refuses our token
-fails the run.
+A record that cannot be processed is quarantined with its reason and the run carries on, a create in flight
+in another run defers the invoice to a later run, and only an API that cannot be reached or refuses our token
+fails the run: the rule both record streams share (`record_outcome`).
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from fakturownia_sync.deal_mapping import build_deal, corrected_invoice_id, deal_shape_fingerprint, payload_hash
 from fakturownia_sync.deal_origin import link_invoice_made_from_deal
 from fakturownia_sync.deal_upkeep import defer_rebuilt, invoice_lock, record_correction
-from fakturownia_sync.errors import ApiAuthError, ApiNotFound, ApiRejected, ApiUnavailable, RecordDeferred, RecordError
+from fakturownia_sync.errors import ApiNotFound, RecordError
+from fakturownia_sync.record_outcome import RecordStream, handle_record
 from fakturownia_sync.records import parse_invoice
-from fakturownia_sync.redaction import redact
 
 if TYPE_CHECKING:
     from fakturownia_sync.invoices_to_deals import InvoicesToDeals
@@ -36,40 +35,21 @@ log = logging.getLogger(__name__)
 
 
 def handle_invoice(engine: InvoicesToDeals, raw: dict[str, Any], *, retry: bool = False) -> None:
-    """Bring one invoice's deal up to date, or quarantine the invoice with a reason."""
+    """Bring one invoice's deal up to date, or quarantine the invoice with a reason (`record_outcome`)."""
     summary = engine.summary
     if not retry:
         summary.add("invoices_seen")
-    record_id = raw.get("id")
-    try:
-        outcome = _deal_for(engine, raw)
-    except RecordDeferred as exc:
-        log.info("%s; left for a later run", exc)
-        summary.add("deals_deferred")
-        return
-    except RecordError as exc:
-        _quarantine(engine, record_id, exc.reason, exc.message, raw)
-        return
-    except ApiRejected as exc:
-        _quarantine(engine, record_id, f"{exc.api.lower()}_rejected", exc.message, raw)
-        return
-    except (ApiAuthError, ApiUnavailable):
-        raise
-    except Exception as exc:
-        log.exception("invoice %s: unexpected error", record_id)
-        _quarantine(engine, record_id, "unexpected_error", redact(f"{type(exc).__name__}: {exc}", engine.secrets), raw)
-        return
-    if outcome and not engine.dry_run and engine.store.resolve_quarantine(engine.summary.stream, record_id):
-        summary.add("quarantine_resolved")
-
-
-def _quarantine(engine: InvoicesToDeals, record_id: Any, reason: str, message: str, raw: dict[str, Any]) -> None:
-    if record_id in (None, ""):  # one entry per such record, not one shared "None" entry
-        record_id = "no-id-" + payload_hash(raw)[:16]
-    log.warning("invoice %s quarantined: %s: %s", record_id, reason, message)
-    engine.summary.add_to("quarantined_by_reason", reason)
-    if not engine.dry_run:
-        engine.store.quarantine(engine.summary.stream, record_id, reason, message, raw, engine.config.fingerprint())
+    stream = RecordStream(
+        kind="invoice",
+        stream=summary.stream,
+        store=engine.store,
+        count=summary.add,
+        count_reason=lambda reason: summary.add_to("quarantined_by_reason", reason),
+        secrets=engine.secrets,
+        fingerprint=engine.config.fingerprint,
+        dry_run=engine.dry_run,
+    )
+    handle_record(stream, raw, lambda: _deal_for(engine, raw))
 
 
 def _deal_for(engine: InvoicesToDeals, raw: dict[str, Any]) -> bool:
