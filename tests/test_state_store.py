@@ -178,3 +178,39 @@ def test_a_very_long_user_name_is_kept_clipped_on_every_database(store: StateSto
     store.quarantine("invoices", 9, "malformed_date", "bad date", {"id": 9}, None)
     assert store.request_quarantine_retry("invoices", 9, name)
     assert store.open_quarantine("invoices")[0].retry_requested_at is not None
+
+
+def test_of_two_people_deciding_on_what_they_both_saw_one_is_stored(state_url: str) -> None:
+    """The check that nobody decided meanwhile is part of the insert: racing deciders cannot both replace it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fakturownia_sync.state.schema import client_review
+
+    setup = StateStore.open(state_url)
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    with setup.engine.begin() as conn:
+        conn.execute(
+            client_review.insert().values(
+                subject="fakturownia:5", reason="possible_duplicate", message="m", first_seen_at=now, last_seen_at=now
+            )
+        )
+    stores = [StateStore.open(state_url) for _ in range(8)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            stored = list(
+                pool.map(
+                    lambda i: stores[i].record_review_decision(
+                        "fakturownia:5", "ignore", f"person {i}", replacing=None
+                    ),
+                    range(8),
+                )
+            )
+        assert sum(1 for decision_id in stored if decision_id is not None) == 1
+        assert len(setup.pending_review_decisions()) == 1
+        first = next(decision_id for decision_id in stored if decision_id is not None)
+        # Who saw that decision may replace it; who did not, may not.
+        assert setup.record_review_decision("fakturownia:5", "ignore", "late", replacing=None) is None
+        assert setup.record_review_decision("fakturownia:5", "link", "informed", 5, 7, replacing=first) is not None
+    finally:
+        for one in [setup, *stores]:
+            one.close()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, not_, select, update
+from sqlalchemy import BigInteger, String, func, insert, literal, not_, select, update
 
 from fakturownia_sync.state.engine import StoreEngine, clip_name, utcnow
-from fakturownia_sync.state.schema import review_decisions
+from fakturownia_sync.state.schema import UtcDateTime, client_review, review_decisions
 
 # link: the two records are one company, link them; different: two companies, create each on the other side
 # (the resemblance no longer holds either back); ignore: stop showing this entry, change nothing.
@@ -16,6 +16,7 @@ REVIEW_DECISIONS = ("link", "different", "ignore")
 # The decisions about a pair: they name a Fakturownia client and a CRM client, or cannot be applied.
 PAIR_DECISIONS = frozenset({"link", "different"})
 SUPERSEDED = "Superseded by decision #"  # how the outcome of a decision replaced before it was applied begins
+ANY_WAITING = object()  # record_review_decision without a check of what was waiting on the entry
 
 
 class ReviewDecisionsStore(StoreEngine):
@@ -26,25 +27,41 @@ class ReviewDecisionsStore(StoreEngine):
         decided_by: str,
         fakturownia_client_id: int | None = None,
         crm_client_id: int | None = None,
-    ) -> int:
-        """Store a decision for the next client sync to apply; returns its id. An unknown decision raises."""
+        replacing: int | object | None = ANY_WAITING,
+    ) -> int | None:
+        """Store a decision for the next client sync to apply; returns its id. An unknown decision raises.
+
+        `replacing`: the newest waiting decision on this subject the person saw (None: none). The decision is
+        stored only if that is still the newest waiting one, checked in the insert itself, so of two people
+        deciding at the same moment on what they both saw, one is stored and the other gets None."""
         if decision not in REVIEW_DECISIONS:
             raise ValueError(f"unknown review decision {decision!r}; expected one of {', '.join(REVIEW_DECISIONS)}")
         if not decided_by:
             raise ValueError("a review decision needs the name of who made it")
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    insert(review_decisions).values(
-                        subject=subject,
-                        decision=decision,
-                        fakturownia_client_id=fakturownia_client_id,
-                        crm_client_id=crm_client_id,
-                        decided_by=clip_name(decided_by),
-                        decided_at=utcnow(),
-                    )
-                ).inserted_primary_key[0]
+        table = review_decisions
+        row = {
+            "subject": literal(subject, String()),
+            "decision": literal(decision, String()),
+            "fakturownia_client_id": literal(fakturownia_client_id, BigInteger()),
+            "crm_client_id": literal(crm_client_id, BigInteger()),
+            "decided_by": literal(clip_name(decided_by), String()),
+            "decided_at": literal(utcnow(), UtcDateTime()),
+        }
+        chosen = select(*row.values())
+        if replacing is not ANY_WAITING:
+            newest = (
+                select(func.max(table.c.id))
+                .where(table.c.subject == subject, table.c.applied_at.is_(None))
+                .scalar_subquery()
             )
+            chosen = chosen.where(newest.is_(None) if replacing is None else newest == replacing)
+        with self.engine.begin() as conn:
+            if replacing is not ANY_WAITING:
+                # PostgreSQL: deciders on one entry queue here, so the second sees the first's row (READ
+                # COMMITTED re-reads per statement). SQLite leaves FOR UPDATE out; its insert is atomic anyway.
+                conn.execute(select(client_review.c.id).where(client_review.c.subject == subject).with_for_update())
+            stored = conn.execute(insert(table).from_select(list(row), chosen).returning(table.c.id)).first()
+        return None if stored is None else int(stored[0])
 
     def pending_review_decisions(self) -> list[dict[str, Any]]:
         """Decisions not applied yet, oldest first (a later decision on the same subject wins by coming last)."""

@@ -233,9 +233,6 @@ def decide_review(
             return _back("review_gone", "review")
         if evidence != sections.evidence_mark(entry):
             return _back("review_changed", "review")
-        waiting = [d["id"] for d in store.pending_review_decisions() if d["subject"] == subject]
-        if (waiting[-1] if waiting else None) != seen_decision:
-            return _back("review_decided_meanwhile", "review")
         if decision == "link":
             pair = (fakturownia_client_id, crm_client_id)
             if pair not in sections.link_candidates(entry):
@@ -248,14 +245,15 @@ def decide_review(
                     status.HTTP_400_BAD_REQUEST,
                     f"'{decision}' needs a Fakturownia client and a CRM client, and this entry names one side only",
                 )
-        store.record_review_decision(
+        stored = store.record_review_decision(
             subject,
             decision,
             decided_by=user_name(user),
             fakturownia_client_id=fakturownia_client_id,
             crm_client_id=crm_client_id,
+            replacing=seen_decision,
         )
-    return _back("decided", "review")
+    return _back("decided" if stored is not None else "review_decided_meanwhile", "review")
 
 
 @router.get("/review.csv")
