@@ -3,13 +3,12 @@
 Random record sets over small key alphabets, so that NIPs, e-mails, external-id hints, links and junk tax ids
 collide often, go through both entry points; every record of both sides must get the same decision,
 refusals included, with pairs a person told apart ("different" on the review list) fed to both. The matcher's
-told-apart rule gives the answer the client sync's `ReviewDecisions.release` gives. Plus the creation rule
+told-apart rule reads a person's decisions as `ClientBases.told_apart` does. Plus the creation rule
 (`holds_back`) and the anonymous buyer key.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +19,7 @@ from fakturownia_sync.client_bases import ClientBases
 from fakturownia_sync.client_decisions import WALK_IN_BUYER_KEY, anonymous_buyer_key, decision_of, holds_back
 from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.client_matching import BUYER_ID, CRM, FAKTUROWNIA, CrmClientIndex
-from fakturownia_sync.review_decisions_apply import ReviewDecisions
+from fakturownia_sync.kept_apart import told_apart_pairs
 from fakturownia_sync.state import ClientLink
 
 F_IDS = list(range(1, 9))
@@ -90,17 +89,20 @@ def test_per_record_lookup_and_bulk_matcher_decide_every_record_alike(data) -> N
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bases())
-def test_the_matcher_keeps_apart_what_the_client_sync_releases(data) -> None:
-    """The matcher given the told-apart pairs decides every record as the client sync's own step does: the
-    matcher without them, then `ReviewDecisions.release` over `ClientBases.told_apart`."""
-    fakturownia, crm, links, apart = data
-    bases = ClientBases(store=None, apart=set(apart))  # type: ignore[arg-type]  # release reads links only
+def test_the_client_sync_tells_apart_the_records_the_matcher_keeps_apart(data) -> None:
+    """`ClientBases.told_apart` (per record: creation, resemblance notes, the review list) names exactly the
+    records of the pairs `kept_apart.told_apart_pairs` gives the matcher: one reading of a person's decision."""
+    _fakturownia, _crm, links, apart = data
+    bases = ClientBases(store=None, apart=set(apart))  # type: ignore[arg-type]  # told_apart reads links only
     for f, c in links:
         bases.set_link(ClientLink(f, c, "nip", None))
-    account = SimpleNamespace(account=SimpleNamespace(token="secret"))
-    decisions = ReviewDecisions(account, None, None, bases, None, None)  # type: ignore[arg-type]
-    released = decisions.release(match_client_bases(fakturownia_frame(fakturownia), crm_frame(crm), links))
-    assert _bulk_decisions(fakturownia, crm, links, apart) == _outcomes(released, fakturownia, crm, links)
+    pairs = told_apart_pairs(links, apart)
+    ids_f = {f for f, _ in pairs} | {f for f, _ in links} | {f for f, _ in apart}
+    ids_c = {c for _, c in pairs} | {c for _, c in links} | {c for _, c in apart}
+    for f in ids_f:
+        assert bases.told_apart("fakturownia", f) == {c for g, c in pairs if g == f}, f
+    for c in ids_c:
+        assert bases.told_apart("crm", c) == {f for f, d in pairs if d == c}, c
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

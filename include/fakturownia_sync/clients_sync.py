@@ -182,9 +182,11 @@ class ClientsSync:
             bases.load_links()
             self.decisions.apply()
             match = match_client_bases(
-                fakturownia_frame(bases.fakturownia.values()), crm_frame(bases.crm.values()), bases.link_pairs()
+                fakturownia_frame(bases.fakturownia.values()),
+                crm_frame(bases.crm.values()),
+                bases.link_pairs(),
+                bases.apart,
             )
-            match = self.decisions.release(match)
             self._link_matches(match)
             self.merge.merge_all()
             self.creation.create_unmatched(match)

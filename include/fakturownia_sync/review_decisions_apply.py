@@ -43,9 +43,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
-from fakturownia_sync.bulk_matching import BulkMatch
 from fakturownia_sync.client_bases import MIRROR_FIELDS, ClientBases, trim
 from fakturownia_sync.client_creation import ClientCreation
 from fakturownia_sync.client_merge import CRM, FAKTUROWNIA
@@ -208,36 +205,6 @@ class ReviewDecisions:
         return {row["subject"]: row["applied_at"] for row in self.store.applied_review_decisions("ignore")}
 
     # The matcher's answer, less what a person told apart ------------------------------------------------
-
-    def release(self, match: BulkMatch) -> BulkMatch:
-        """A pair the matcher linked that a person told apart becomes two unmatched records, and a record held
-        for review only over records told apart from it is unmatched too; both then go the way of any unmatched
-        record (created, unless something else holds them). Same-side duplicates are not a resemblance between
-        the two systems and stay as they are."""
-        if not self.bases.apart:
-            return match
-        pairs = list(zip(match.matches["fakturownia_id"], match.matches["crm_id"], strict=True))
-        split = np.array([int(c) in self.bases.told_apart(FAKTUROWNIA, int(f)) for f, c in pairs], dtype=bool)
-        freed_f = [int(f) for (f, _c), s in zip(pairs, split, strict=True) if s]
-        freed_c = [int(c) for (_f, c), s in zip(pairs, split, strict=True) if s]
-        keep = []
-        for row in match.review.itertuples(index=False):
-            candidates = {int(c) for c in row.candidates}
-            released = (
-                not str(row.reason).startswith("duplicate_in_")
-                and bool(candidates)
-                and candidates <= self.bases.told_apart(row.side, int(row.id))
-            )
-            if released:
-                (freed_f if row.side == FAKTUROWNIA else freed_c).append(int(row.id))
-            keep.append(not released)
-        return BulkMatch(
-            matches=match.matches[~split].reset_index(drop=True),
-            review=match.review[np.array(keep, dtype=bool)].reset_index(drop=True),
-            unmatched_fakturownia=np.concatenate([match.unmatched_fakturownia, np.array(freed_f, dtype=np.int64)]),
-            unmatched_crm=np.concatenate([match.unmatched_crm, np.array(freed_c, dtype=np.int64)]),
-            notes=match.notes,
-        )
 
     # Helpers -------------------------------------------------------------------------------------------
 
