@@ -236,7 +236,8 @@ def demo() -> None:
         "\nRun `make demo` again: it syncs against the same sandbox and creates 0 deals and 0 invoices.\n"
         "Open the UI with `make airflow`, then http://localhost:8080 (user `admin`, password printed by\n"
         "Airflow and kept in .demo/airflow/simple_auth_manager_passwords.json.generated).\n"
-        "Review list of clients: .demo/airflow/fakturownia_sync_review/client_review.csv\n"
+        "The quarantine, the client review list and the integration check: Browse → Fakturownia ↔ CRM sync.\n"
+        "Review list of clients as CSV: .demo/airflow/fakturownia_sync_review/client_review.csv\n"
         "`make stop` stops the sandbox."
     )
 
