@@ -14,13 +14,20 @@ junk tax id is no tax id (the record is created, and an `invalid_tax_id` note sa
 (same normalised name at the same post code) that strong keys tell apart (different valid NIPs, different
 e-mails) never holds a record back: it is created and a `possible_duplicate` note names the look-alike. A
 record is held only when it closely resembles one that nothing tells it apart from.
+
+A backfill creates thousands of clients, and one create at a time would be paced by the APIs' latency rather
+than their rate limit: each side's creates are decided serially, their claims and requests run
+`crm_write_concurrency` at a time, and their answers are applied in the records' order (`client_writes`), so
+the run ends as the one-at-a-time run did. Records sharing an evidence key are created one after another.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from fakturownia_sync.bulk_matching import BulkMatch
@@ -35,12 +42,13 @@ from fakturownia_sync.client_bases import (
 )
 from fakturownia_sync.client_decisions import holds_back, made_for_an_anonymous_buyer
 from fakturownia_sync.client_fields import client_view, crm_client_fields, fakturownia_client_fields
-from fakturownia_sync.client_keys import email_key, tax_key
 from fakturownia_sync.client_lookup import fakturownia_clients_by_external_id
 from fakturownia_sync.client_matching import CrmClientIndex
 from fakturownia_sync.client_merge import CRM, FAKTUROWNIA, snapshot_of
+from fakturownia_sync.client_notes import note_invalid_tax_ids, note_resemblances
 from fakturownia_sync.client_review_builder import ReviewBuilder, review_message
 from fakturownia_sync.client_suggestions import LOOKALIKE_SCORE, similar_names
+from fakturownia_sync.client_writes import FATAL, alone, run_all, settle_in_order
 from fakturownia_sync.departments import DepartmentMap
 from fakturownia_sync.errors import ApiAuthError, ApiRejected, ApiUnavailable, RecordError
 from fakturownia_sync.fakturownia_client import FakturowniaClient
@@ -49,9 +57,18 @@ from fakturownia_sync.records import Party
 from fakturownia_sync.redaction import redact
 from fakturownia_sync.state import ClientLink, StateStore
 from fakturownia_sync.sugester_client import SugesterClient
-from fakturownia_sync.tax_numbers import check_tax_number
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Attempt:
+    """One create as the pool left it: its outcome or error, and the record it created or found (`learnt`)."""
+
+    outcome: ClaimOutcome | None = None
+    error: Exception | None = None
+    learnt: dict[str, Any] | None = None
+    created: bool = False
 
 
 class ClientCreation:
@@ -68,6 +85,7 @@ class ClientCreation:
         owner: str,
         stale_claim_minutes: int,
         clock: Callable[[], datetime],
+        concurrency: int = 1,
     ) -> None:
         self.fakturownia = fakturownia
         self.crm = crm
@@ -79,73 +97,48 @@ class ClientCreation:
         self.owner = owner
         self.stale_claim_minutes = stale_claim_minutes
         self.clock = clock
+        self.concurrency = concurrency  # `crm_write_concurrency`: creates whose requests are in flight at once
         self._secrets = (fakturownia.account.token, crm.account.token)
         self.outcomes: dict[str, str] = {}  # claim outcome by subject (`fakturownia:<id>`), for decisions' outcomes
 
     def create_unmatched(self, match: BulkMatch) -> None:
+        """Create the unmatched records of each side: Fakturownia's first, then the CRM's, as they always were
+        (a CRM record's decision may read a link the Fakturownia step made); each step's requests go out
+        `concurrency` at a time (`client_writes`)."""
         unmatched_f = [int(i) for i in match.unmatched_fakturownia]
         unmatched_c = [int(i) for i in match.unmatched_crm]
         lookalikes_f, lookalikes_c = self._lookalikes(unmatched_f, unmatched_c)
-        for f_id in unmatched_f:
-            if self._creatable(FAKTUROWNIA, f_id, lookalikes_f.get(f_id, [])):
-                self._guarded(FAKTUROWNIA, f_id, self._create_in_crm)
-        for c_id in unmatched_c:
-            if self._creatable(CRM, c_id, lookalikes_c.get(c_id, [])):
-                self._guarded(CRM, c_id, self._create_in_fakturownia)
-        self._note_resemblances()
-        self._note_invalid_tax_ids()
+        self._create_all(
+            FAKTUROWNIA, [f for f in unmatched_f if self._creatable(FAKTUROWNIA, f, lookalikes_f.get(f, []))]
+        )
+        self._create_all(CRM, [c for c in unmatched_c if self._creatable(CRM, c, lookalikes_c.get(c, []))])
+        note_resemblances(self.bases, self.review)
+        note_invalid_tax_ids(self.bases, self.review)
         self.review.suggest()
 
-    def _note_resemblances(self) -> None:
-        """A `possible_duplicate` note on every pair the sync created whose Fakturownia client resembles another
-        CRM client: the same name at the same place, or an e-mail shared with companies of other NIPs. Made
-        from the links every run, so the note stays until a person acts on it; it never holds anything."""
-        created = [
-            (link.fakturownia_client_id, link.crm_client_id)
-            for link in self.bases.links.values()
-            if link.evidence == "created"
-        ]
-        created = [(f, c) for f, c in created if f in self.bases.fakturownia]
-        if not created:
-            return
-        f_all, c_all = places(self.bases.fakturownia), places(self.bases.crm)
-        found = similar_names(f_all[f_all["id"].isin([f for f, _ in created])], c_all, min_score=LOOKALIKE_SCORE)
-        by_email: dict[str, set[int]] = {}
-        taxes: dict[str, set[str]] = {}
-        for records, is_crm in ((self.bases.fakturownia, False), (self.bases.crm, True)):
-            for record_id, record in records.items():
-                mail = email_key(record.get("email"))
-                if mail is None:
-                    continue
-                if is_crm:
-                    by_email.setdefault(mail, set()).add(record_id)
-                tax = tax_key(record.get("tax_no"))
-                if tax is not None:
-                    taxes.setdefault(mail, set()).add(tax)
-        for f_id, c_id in created:
-            mail = email_key(self.bases.fakturownia[f_id].get("email"))
-            shared = sorted(by_email.get(mail, set()) - {c_id}) if mail and len(taxes.get(mail, ())) >= 2 else []
-            apart = self.bases.told_apart(FAKTUROWNIA, f_id) | {c_id}
-            shared = [other for other in shared if other not in apart]
-            close = [(other, score) for other, score in found.get(f_id, []) if other not in apart]
-            suggestions = [{"side": CRM, "id": o, "score": score, **brief(self.bases.crm.get(o))} for o, score in close]
-            suggestions += [{"side": CRM, "id": o, "evidence": "email", **brief(self.bases.crm.get(o))} for o in shared]
-            if suggestions:
-                message = (
-                    f"note: Fakturownia client {f_id} and CRM client {c_id} were created as a new client, though it "
-                    "resembles another CRM client (the same name and place, or a shared e-mail) that a different "
-                    "NIP or e-mail tells apart; merge them by hand if they are one"
-                )
-                self.review.add(FAKTUROWNIA, f_id, "possible_duplicate", message, self.bases.crm.get(c_id), suggestions)
+    def _create_all(self, side: str, record_ids: list[int]) -> None:
+        """Create the copies of one side's records: claims and requests in the pool, then the answers applied
+        in the records' order. A record that shares an evidence key with another is created in the apply step
+        itself, after the records before it were applied, so two creates of one company never overlap."""
+        records = self.bases.fakturownia if side == FAKTUROWNIA else self.bases.crm
+        keys = [self._claim_keys(side, record_id, records[record_id]) for record_id in record_ids]
+        pooled = alone(keys)
+        jobs = [partial(self._attempt, side, r, k) for r, k, p in zip(record_ids, keys, pooled, strict=True) if p]
+        answers = iter(run_all(jobs, self.concurrency, fatal=lambda attempt: isinstance(attempt.error, FATAL)))
+        attempts = [next(answers) if in_pool else None for in_pool in pooled]
 
-    def _note_invalid_tax_ids(self) -> None:
-        """A data-quality note for every record whose tax id is no tax id; it never holds anything."""
-        for side, records in ((FAKTUROWNIA, self.bases.fakturownia), (CRM, self.bases.crm)):
-            for record_id, record in records.items():
-                checked = check_tax_number(str(record.get("tax_no") or ""))
-                if checked.warning:
-                    message = f"note: tax id {checked.raw!r} is not a valid tax id, so it is used as none; fix it"
-                    self.review.add(side, record_id, "invalid_tax_id", message)
+        def settle(item: tuple[int, list[str], bool, Attempt | None]) -> None:
+            record_id, record_keys, in_pool, attempt = item
+            if in_pool and attempt is None:
+                return  # never started: the API was found unreachable first
+            self._guarded(
+                side,
+                record_id,
+                lambda: self._settle(side, record_id, attempt or self._attempt(side, record_id, record_keys)),
+            )
+
+        items = list(zip(record_ids, keys, pooled, attempts, strict=True))
+        settle_in_order(items, settle, ran=lambda item: item[3] is not None)
 
     def _lookalikes(
         self, unmatched_f: list[int], unmatched_c: list[int]
@@ -187,10 +180,10 @@ class ClientCreation:
             return False
         return True
 
-    def _guarded(self, side: str, record_id: int, action: Callable[[int], None]) -> None:
-        """Run one create; a refusal or an unexpected error reviews the record and the run carries on."""
+    def _guarded(self, side: str, record_id: int, action: Callable[[], None]) -> None:
+        """Apply one create; a refusal or an unexpected error reviews the record and the run carries on."""
         try:
-            action(record_id)
+            action()
         except ApiRejected as exc:
             self.review.add(side, record_id, f"{exc.api.lower()}_rejected", exc.message)
         except RecordError as exc:  # the look-up of an earlier create found no single answer
@@ -205,10 +198,26 @@ class ClientCreation:
     def _stale_before(self) -> datetime:
         return self.clock() - timedelta(minutes=self.stale_claim_minutes)
 
-    def _create_in_crm(self, f_id: int) -> None:
-        """Copy a Fakturownia client to the CRM under a claim on its card, NIP and e-mail (shared with invoices)."""
+    def _attempt(self, side: str, record_id: int, keys: list[str]) -> Attempt:
+        """Create the other side's copy of a record under a claim on `keys`; run in the pool, so it only reads
+        the run's picture: what it learns is returned, for `_settle` to apply in order."""
+        attempt = Attempt()
+        try:
+            if side == FAKTUROWNIA:
+                target, find_existing, create = CRM_CLIENT, *self._crm_copy(record_id, attempt)
+            else:
+                target, find_existing, create = FAKTUROWNIA_CLIENT, *self._fakturownia_copy(record_id, attempt)
+            attempt.outcome = create_under_claim(
+                self.store, target, keys, self.owner,
+                find_existing=find_existing, create=create, stale_before=self._stale_before(),
+            )  # fmt: skip
+        except Exception as exc:  # re-raised by `_settle`, in the records' order
+            attempt.error = exc
+        return attempt
+
+    def _crm_copy(self, f_id: int, attempt: Attempt) -> tuple[Callable[[], int | None], Callable[[], int]]:
+        """A Fakturownia client's CRM copy, claimed on its card, NIP and e-mail (the keys invoices claim too)."""
         f_raw = self.bases.fakturownia[f_id]
-        keys = self._claim_keys(FAKTUROWNIA, f_id, f_raw)
         crm_department = self.departments.to_crm(as_id(f_raw.get("department_id")))
         fields = crm_client_fields(
             Party.from_client(f_raw), fakturownia_client_id=f_id, crm_department_id=crm_department
@@ -226,28 +235,20 @@ class ClientCreation:
             if decision.partner_id in self.bases.told_apart(FAKTUROWNIA, f_id):
                 return None  # another company, as a person said: not the copy an earlier attempt made
             if decision.partner_id is not None:
-                self.bases.crm[int(decision.partner_id)] = fresh[int(decision.partner_id)]
+                attempt.learnt = fresh[int(decision.partner_id)]
             return decision.partner_id
 
         def create() -> int:
-            created = self.crm.create_client(fields)
-            self.bases.crm[int(created["id"])] = trim(created, CRM_RECORD_FIELDS)
-            self.summary.created_in_crm += 1
-            return int(created["id"])
+            attempt.learnt = trim(self.crm.create_client(fields), CRM_RECORD_FIELDS)
+            attempt.created = True
+            return int(attempt.learnt["id"])
 
-        outcome = create_under_claim(
-            self.store, CRM_CLIENT, keys, self.owner,
-            find_existing=find_existing, create=create, stale_before=self._stale_before(),
-        )  # fmt: skip
-        if outcome.record_id is not None:
-            self._link_created(f_id, outcome.record_id, "created")
-        self._count(outcome, FAKTUROWNIA, f_id)
+        return find_existing, create
 
-    def _create_in_fakturownia(self, c_id: int) -> None:
-        """Copy a CRM client to Fakturownia under a claim on `crm:<id>`, its NIP and e-mail (shared with deals);
+    def _fakturownia_copy(self, c_id: int, attempt: Attempt) -> tuple[Callable[[], int | None], Callable[[], int]]:
+        """A CRM client's Fakturownia copy, claimed on `crm:<id>`, its NIP and e-mail (the keys deals claim too);
         `external_id` names the CRM client."""
         c_raw = self.bases.crm[c_id]
-        keys = self._claim_keys(CRM, c_id, c_raw)
         f_department = self.departments.to_fakturownia(as_id(c_raw.get("department_id")))
         fields = fakturownia_client_fields(
             c_raw, crm_client_id=c_id, fakturownia_department_id=f_department, departments=self.departments.synced
@@ -259,22 +260,36 @@ class ClientCreation:
                 ids = tuple(int(r["id"]) for r in found)
                 raise RecordError("ambiguous_external_id", review_message("ambiguous_external_id", CRM, c_id, ids))
             if found:
-                self.bases.remember_fakturownia(trim(found[0], MIRROR_FIELDS))
+                attempt.learnt = trim(found[0], MIRROR_FIELDS)
             return int(found[0]["id"]) if found else None
 
         def create() -> int:
-            record = trim(self.fakturownia.create_client(fields), MIRROR_FIELDS)
-            self.bases.remember_fakturownia(record)
-            self.summary.created_in_fakturownia += 1
-            return int(record["id"])
+            attempt.learnt = trim(self.fakturownia.create_client(fields), MIRROR_FIELDS)
+            attempt.created = True
+            return int(attempt.learnt["id"])
 
-        outcome = create_under_claim(
-            self.store, FAKTUROWNIA_CLIENT, keys, self.owner,
-            find_existing=find_existing, create=create, stale_before=self._stale_before(),
-        )  # fmt: skip
+        return find_existing, create
+
+    def _settle(self, side: str, record_id: int, attempt: Attempt) -> None:
+        """Apply one create's answer to the run's picture, the links and the summary; then its error, if any."""
+        if attempt.learnt is not None:
+            if side == FAKTUROWNIA:
+                self.bases.crm[int(attempt.learnt["id"])] = attempt.learnt
+            else:
+                self.bases.remember_fakturownia(attempt.learnt)
+        if attempt.created:
+            if side == FAKTUROWNIA:
+                self.summary.created_in_crm += 1
+            else:
+                self.summary.created_in_fakturownia += 1
+        if attempt.error is not None:
+            raise attempt.error
+        outcome = attempt.outcome
+        assert outcome is not None
         if outcome.record_id is not None:
-            self._link_created(outcome.record_id, c_id, "created")
-        self._count(outcome, CRM, c_id)
+            pair = (record_id, outcome.record_id) if side == FAKTUROWNIA else (outcome.record_id, record_id)
+            self._link_created(*pair, "created")
+        self._count(outcome, side, record_id)
 
     def _claim_keys(self, side: str, record_id: int, record: dict[str, Any]) -> list[str]:
         """The company's evidence keys (`claims.company_keys`), less those it shares with records a person told

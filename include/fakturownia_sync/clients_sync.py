@@ -27,6 +27,8 @@ What a run decides, in order
        company (`fakturownia:<id>` or `crm:<id>`, its NIP and e-mail: the keys the invoices and deals syncs
        claim too, so two processes reaching one company by different evidence never both create it);
     4. the review list is replaced by what this run found (`review`); entries no longer found resolve.
+    The writes of 2 and 3 are decided serially, sent `crm_write_concurrency` at a time, and applied in order
+    (`client_writes`): latency, not the rate limit, would otherwise pace a backfill's thousands of writes.
     Before 1, the decisions a person made on the review list are applied (`review_decisions_apply`): a link a
     person made is merged in step 2, a pair told apart is kept apart by step 1 and created in step 3, an ignored
     entry stays closed in step 4 while its evidence is the same.
@@ -162,6 +164,7 @@ class ClientsSync:
             owner=owner,
             stale_claim_minutes=stale_claim_minutes,
             clock=clock,
+            concurrency=config.crm_write_concurrency,
         )
         self.decisions = ReviewDecisions(fakturownia, store, self.summary, self.bases, self.review, self.creation)
 
