@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import requests
 
 from fakturownia_sync.state import StateStore
 from sandbox.process import SandboxProcess
+from scripts.ports import free_port as ports_free_port
 from tests.airflow_harness import AIRFLOW, ROOT, connections_env
 from tests.clients_harness import make_clients_sync
 from tests.sync_harness import DEMO_CONFIG, make_sync
@@ -54,14 +54,7 @@ PAGE_PATH = "/fakturownia-sync/"
 
 
 def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+    return ports_free_port(PORTS)
 
 
 def seed_state(sandbox: SandboxProcess, state_db: Path) -> None:

@@ -58,33 +58,27 @@ class QuarantineStore(StoreEngine):
         self._upsert(change, add)
 
     def resolve_quarantine(self, stream: str, record_id: str | int) -> bool:
-        with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(quarantine)
-                    .where(
-                        quarantine.c.stream == stream,
-                        quarantine.c.record_id == str(record_id),
-                        quarantine.c.resolved_at.is_(None),
-                    )
-                    .values(resolved_at=utcnow())
-                ).rowcount
-            )
+        return self._change_open_entry(stream, record_id, resolved_at=utcnow())
 
     def request_quarantine_retry(self, stream: str, record_id: str | int, requested_by: str) -> bool:
         """Have the next run try this open entry whatever its retry timer says; False if it is not open."""
+        return self._change_open_entry(
+            stream, record_id, retry_requested_at=utcnow(), retry_requested_by=clip_name(requested_by)
+        )
+
+    def _change_open_entry(self, stream: str, record_id: str | int, **values: Any) -> bool:
+        """Set `values` on the entry if it is still open; False when there is none (resolved meanwhile)."""
         with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(quarantine)
-                    .where(
-                        quarantine.c.stream == stream,
-                        quarantine.c.record_id == str(record_id),
-                        quarantine.c.resolved_at.is_(None),
-                    )
-                    .values(retry_requested_at=utcnow(), retry_requested_by=clip_name(requested_by))
-                ).rowcount
+            changed = conn.execute(
+                update(quarantine)
+                .where(
+                    quarantine.c.stream == stream,
+                    quarantine.c.record_id == str(record_id),
+                    quarantine.c.resolved_at.is_(None),
+                )
+                .values(**values)
             )
+            return bool(changed.rowcount)
 
     @staticmethod
     def _quarantine_entry(m: Any) -> QuarantineEntry:
